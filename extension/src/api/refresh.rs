@@ -1,0 +1,18 @@
+//! `pgtrickle.refresh_stream_table(name)`: bring one stream table up to date now.
+
+use super::{check_owner, lookup_stream_table, required};
+use crate::error::OrRaise;
+use pgrx::prelude::*;
+
+/// Refresh the stream table now, in the caller's transaction. Readers see the previous contents
+/// until the transaction commits.
+#[pg_extern]
+fn refresh_stream_table(name: Option<&str>) {
+    (|| {
+        let name = required(name, "name")?;
+        let st = lookup_stream_table(name)?;
+        check_owner(&st, "refresh")?;
+        crate::refresh::refresh(&st).map(|_| ())
+    })()
+    .or_raise()
+}

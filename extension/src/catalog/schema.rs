@@ -1,0 +1,86 @@
+//! The catalog tables and views, created by `CREATE EXTENSION pg_trickle`. The SQL lives here
+//! so the catalog's shape is visible in one place.
+
+pgrx::extension_sql!(
+    r#"
+-- Internal objects (change buffers later); never readable by PUBLIC.
+CREATE SCHEMA pgtrickle_changes;
+REVOKE ALL ON SCHEMA pgtrickle_changes FROM PUBLIC;
+GRANT USAGE ON SCHEMA pgtrickle TO PUBLIC;
+
+-- One row per stream table.
+CREATE TABLE pgtrickle.pgt_stream_tables (
+    pgt_id                    bigserial PRIMARY KEY,
+    pgt_relid                 oid NOT NULL UNIQUE,
+    pgt_schema                name NOT NULL,
+    pgt_name                  name NOT NULL,
+    original_query            text NOT NULL,
+    defining_query            text NOT NULL,
+    column_names              name[] NOT NULL,
+    column_types              text[] NOT NULL,
+    refresh_mode              text NOT NULL DEFAULT 'AUTO'
+        CHECK (refresh_mode IN ('AUTO', 'FULL', 'DIFFERENTIAL', 'IMMEDIATE')),
+    schedule                  text NOT NULL DEFAULT 'calculated',
+    schedule_interval_seconds bigint CHECK (schedule_interval_seconds > 0),
+    tier                      text NOT NULL DEFAULT 'hot'
+        CHECK (tier IN ('hot', 'warm', 'cold', 'frozen')),
+    append_only               boolean NOT NULL DEFAULT false,
+    diamond_consistency       text NOT NULL DEFAULT 'none'
+        CHECK (diamond_consistency IN ('none', 'atomic')),
+    pooler_compatibility_mode boolean NOT NULL DEFAULT false,
+    has_volatile_functions    boolean NOT NULL DEFAULT false,
+    status                    text NOT NULL DEFAULT 'INITIALIZING'
+        CHECK (status IN ('INITIALIZING', 'ACTIVE', 'SUSPENDED', 'ERROR')),
+    last_error_message        text,
+    last_error_at             timestamptz,
+    last_refresh_mode         text,
+    frontier                  pg_snapshot,
+    frontier_lsn              pg_lsn,
+    frontier_at               timestamptz,
+    created_at                timestamptz NOT NULL DEFAULT now(),
+    last_refreshed_at         timestamptz,
+    UNIQUE (pgt_schema, pgt_name)
+);
+COMMENT ON TABLE pgtrickle.pgt_stream_tables IS
+    'pg_trickle: one row per stream table; defining_query is the schema-qualified form of original_query';
+
+-- What each stream table reads: the relations named in its query (is_direct) and, for views,
+-- the relations behind them.
+CREATE TABLE pgtrickle.pgt_dependencies (
+    pgt_id        bigint NOT NULL REFERENCES pgtrickle.pgt_stream_tables ON DELETE CASCADE,
+    source_relid  oid NOT NULL,
+    source_kind   text NOT NULL
+        CHECK (source_kind IN ('TABLE', 'PARTITIONED_TABLE', 'VIEW', 'MATERIALIZED_VIEW',
+                               'FOREIGN_TABLE', 'STREAM_TABLE')),
+    is_direct     boolean NOT NULL,
+    PRIMARY KEY (pgt_id, source_relid)
+);
+CREATE INDEX ON pgtrickle.pgt_dependencies (source_relid);
+
+CREATE VIEW pgtrickle.stream_tables_info AS
+SELECT s.pgt_id,
+       s.pgt_schema,
+       s.pgt_name,
+       s.pgt_relid::regclass AS relation,
+       s.status,
+       s.refresh_mode,
+       s.last_refresh_mode,
+       s.schedule,
+       s.tier,
+       s.created_at,
+       s.last_refreshed_at,
+       pg_catalog.clock_timestamp() - s.last_refreshed_at AS staleness,
+       (s.schedule_interval_seconds IS NOT NULL
+        AND (s.last_refreshed_at IS NULL
+             OR pg_catalog.clock_timestamp() - s.last_refreshed_at
+                > s.schedule_interval_seconds * interval '1 second')) AS is_stale,
+       s.last_error_message,
+       s.last_error_at
+FROM pgtrickle.pgt_stream_tables s;
+
+GRANT SELECT ON pgtrickle.pgt_stream_tables, pgtrickle.pgt_dependencies,
+                pgtrickle.stream_tables_info TO PUBLIC;
+"#,
+    name = "catalog",
+    bootstrap
+);

@@ -1,0 +1,314 @@
+//! Reading and writing the catalog tables. Writes run as the extension's owner (see
+//! `pg::as_extension_owner`), because users who own a stream table own no catalog rows.
+
+use crate::error::{spi_error, PgtResult};
+use crate::pg::{as_extension_owner, query_one, run};
+use pg_trickle_core::options::{DiamondConsistency, RefreshMode, Tier};
+use pg_trickle_core::schedule::Schedule;
+use pg_trickle_core::CoreError;
+use pgrx::prelude::*;
+
+/// The options a user sets on a stream table.
+#[derive(Debug, Clone)]
+pub struct StreamTableSettings {
+    pub refresh_mode: RefreshMode,
+    pub schedule: Schedule,
+    pub tier: Tier,
+    pub append_only: bool,
+    pub diamond_consistency: DiamondConsistency,
+    pub pooler_compatibility_mode: bool,
+}
+
+/// A stream table as the catalog knows it.
+#[derive(Debug, Clone)]
+pub struct StreamTable {
+    pub pgt_id: i64,
+    pub relid: pg_sys::Oid,
+    pub schema: String,
+    pub name: String,
+    pub defining_query: String,
+    pub column_names: Vec<String>,
+    pub column_types: Vec<String>,
+    pub settings: StreamTableSettings,
+    pub has_volatile_functions: bool,
+}
+
+impl StreamTable {
+    /// `schema.name`, quoted, as it must appear in SQL.
+    pub fn qualified_name(&self) -> String {
+        pg_trickle_core::sql::QualifiedName::new(&self.schema, &self.name).to_string()
+    }
+}
+
+/// A relation a stream table reads.
+#[derive(Debug, Clone)]
+pub struct Dependency {
+    pub relid: pg_sys::Oid,
+    pub kind: String,
+    pub is_direct: bool,
+}
+
+const SELECT_COLUMNS: &str =
+    "pgt_id, pgt_relid, pgt_schema::text, pgt_name::text, defining_query, \
+     column_names::text[], column_types, status, refresh_mode, schedule, tier, append_only, \
+     diamond_consistency, pooler_compatibility_mode, has_volatile_functions";
+
+fn corrupt(what: &str) -> CoreError {
+    CoreError::internal(format!("pg_trickle catalog row has an invalid {what}"))
+}
+
+fn load(where_clause: &str, args: &[pgrx::datum::DatumWithOid]) -> PgtResult<Vec<StreamTable>> {
+    let sql = format!(
+        "SELECT {SELECT_COLUMNS} FROM pgtrickle.pgt_stream_tables WHERE {where_clause} ORDER BY pgt_id"
+    );
+    let rows: Vec<StreamTable> = Spi::connect(|client| -> Result<Vec<StreamTable>, CoreError> {
+        let table = client.select(&sql, None, args).map_err(spi_error)?;
+        let mut out = Vec::new();
+        for row in table {
+            let text = |i: usize| -> PgtResult<String> {
+                row.get::<String>(i)
+                    .map_err(spi_error)?
+                    .ok_or_else(|| corrupt("NULL"))
+            };
+            let settings = StreamTableSettings {
+                refresh_mode: RefreshMode::parse(&text(9)?).map_err(|_| corrupt("refresh_mode"))?,
+                schedule: Schedule::parse(&text(10)?).map_err(|_| corrupt("schedule"))?,
+                tier: Tier::parse(&text(11)?).map_err(|_| corrupt("tier"))?,
+                append_only: row.get::<bool>(12).map_err(spi_error)?.unwrap_or(false),
+                diamond_consistency: DiamondConsistency::parse(&text(13)?)
+                    .map_err(|_| corrupt("diamond_consistency"))?,
+                pooler_compatibility_mode: row.get::<bool>(14).map_err(spi_error)?.unwrap_or(false),
+            };
+            let strings = |i: usize| -> PgtResult<Vec<String>> {
+                Ok(row
+                    .get::<Vec<Option<String>>>(i)
+                    .map_err(spi_error)?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(Option::unwrap_or_default)
+                    .collect())
+            };
+            out.push(StreamTable {
+                pgt_id: row
+                    .get::<i64>(1)
+                    .map_err(spi_error)?
+                    .ok_or_else(|| corrupt("pgt_id"))?,
+                relid: row
+                    .get::<pg_sys::Oid>(2)
+                    .map_err(spi_error)?
+                    .ok_or_else(|| corrupt("pgt_relid"))?,
+                schema: text(3)?,
+                name: text(4)?,
+                defining_query: text(5)?,
+                column_names: strings(6)?,
+                column_types: strings(7)?,
+                settings,
+                has_volatile_functions: row.get::<bool>(15).map_err(spi_error)?.unwrap_or(false),
+            });
+        }
+        Ok(out)
+    })?;
+    Ok(rows)
+}
+
+pub fn find_by_relid(relid: pg_sys::Oid) -> PgtResult<Option<StreamTable>> {
+    Ok(load("pgt_relid = $1", &[relid.into()])?.into_iter().next())
+}
+
+pub fn all() -> PgtResult<Vec<StreamTable>> {
+    load("true", &[])
+}
+
+/// Stream tables that read any of `relids` (directly or through a view).
+pub fn dependants_of(relids: &[pg_sys::Oid]) -> PgtResult<Vec<StreamTable>> {
+    load(
+        "pgt_id IN (SELECT pgt_id FROM pgtrickle.pgt_dependencies WHERE source_relid = ANY($1))",
+        &[relids.to_vec().into()],
+    )
+}
+
+/// The stream tables `pgt_id` reads (directly or through views).
+pub fn stream_table_sources(pgt_id: i64) -> PgtResult<Vec<pg_sys::Oid>> {
+    Spi::connect(|client| {
+        let rows = client
+            .select(
+                "SELECT source_relid FROM pgtrickle.pgt_dependencies
+                 WHERE pgt_id = $1 AND source_kind = 'STREAM_TABLE' ORDER BY source_relid",
+                None,
+                &[pgt_id.into()],
+            )
+            .map_err(spi_error)?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(oid) = row.get::<pg_sys::Oid>(1).map_err(spi_error)? {
+                out.push(oid);
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Whether `relid` is a stream table.
+pub fn is_stream_table(relid: pg_sys::Oid) -> PgtResult<bool> {
+    Ok(query_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables WHERE pgt_relid = $1)",
+        &[relid.into()],
+    )?
+    .unwrap_or(false))
+}
+
+/// The new catalog row of a stream table.
+pub struct NewStreamTable<'a> {
+    pub relid: pg_sys::Oid,
+    pub original_query: &'a str,
+    pub defining_query: &'a str,
+    pub settings: &'a StreamTableSettings,
+    pub has_volatile_functions: bool,
+}
+
+pub fn insert(new: &NewStreamTable) -> PgtResult<i64> {
+    let s = new.settings;
+    as_extension_owner(|| {
+        query_one::<i64>(
+            "INSERT INTO pgtrickle.pgt_stream_tables
+                 (pgt_relid, pgt_schema, pgt_name, original_query, defining_query,
+                  column_names, column_types, refresh_mode, schedule, schedule_interval_seconds,
+                  tier, append_only, diamond_consistency, pooler_compatibility_mode,
+                  has_volatile_functions, status)
+             SELECT c.oid, n.nspname, c.relname, $2, $3, cols.names, cols.types, $4, $5, $6,
+                    $7, $8, $9, $10, $11, 'INITIALIZING'
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+                  LATERAL (SELECT array_agg(a.attname ORDER BY a.attnum) AS names,
+                                  array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) AS types
+                           FROM pg_attribute a
+                           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) cols
+             WHERE c.oid = $1
+             RETURNING pgt_id",
+            &[
+                new.relid.into(),
+                new.original_query.into(),
+                new.defining_query.into(),
+                s.refresh_mode.as_str().into(),
+                s.schedule.canonical().into(),
+                s.schedule.interval_seconds().map(|v| v as i64).into(),
+                s.tier.as_str().into(),
+                s.append_only.into(),
+                s.diamond_consistency.as_str().into(),
+                s.pooler_compatibility_mode.into(),
+                new.has_volatile_functions.into(),
+            ],
+        )?
+        .ok_or_else(|| CoreError::internal("catalog insert returned no row"))
+    })
+}
+
+/// Replace the recorded sources of a stream table.
+pub fn set_dependencies(pgt_id: i64, deps: &[Dependency]) -> PgtResult<()> {
+    let relids: Vec<pg_sys::Oid> = deps.iter().map(|d| d.relid).collect();
+    let kinds: Vec<String> = deps.iter().map(|d| d.kind.clone()).collect();
+    let direct: Vec<bool> = deps.iter().map(|d| d.is_direct).collect();
+    as_extension_owner(|| {
+        run(
+            "DELETE FROM pgtrickle.pgt_dependencies WHERE pgt_id = $1",
+            &[pgt_id.into()],
+        )?;
+        run(
+            "INSERT INTO pgtrickle.pgt_dependencies (pgt_id, source_relid, source_kind, is_direct)
+             SELECT $1, r, k, d FROM unnest($2::oid[], $3::text[], $4::bool[]) AS u(r, k, d)",
+            &[pgt_id.into(), relids.into(), kinds.into(), direct.into()],
+        )
+    })
+}
+
+/// Store changed settings (and, when the query changed, the new query texts).
+pub fn update_settings(
+    pgt_id: i64,
+    settings: &StreamTableSettings,
+    queries: Option<(&str, &str, bool)>,
+) -> PgtResult<()> {
+    as_extension_owner(|| {
+        run(
+            "UPDATE pgtrickle.pgt_stream_tables
+             SET refresh_mode = $2, schedule = $3, schedule_interval_seconds = $4, tier = $5,
+                 append_only = $6, diamond_consistency = $7, pooler_compatibility_mode = $8
+             WHERE pgt_id = $1",
+            &[
+                pgt_id.into(),
+                settings.refresh_mode.as_str().into(),
+                settings.schedule.canonical().into(),
+                settings
+                    .schedule
+                    .interval_seconds()
+                    .map(|v| v as i64)
+                    .into(),
+                settings.tier.as_str().into(),
+                settings.append_only.into(),
+                settings.diamond_consistency.as_str().into(),
+                settings.pooler_compatibility_mode.into(),
+            ],
+        )?;
+        if let Some((original, defining, volatile)) = queries {
+            run(
+                "UPDATE pgtrickle.pgt_stream_tables
+                 SET original_query = $2, defining_query = $3, has_volatile_functions = $4
+                 WHERE pgt_id = $1",
+                &[
+                    pgt_id.into(),
+                    original.into(),
+                    defining.into(),
+                    volatile.into(),
+                ],
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// Record a successful refresh: status ACTIVE, error cleared, frontier set to the snapshot and
+/// WAL position the refresh ran at.
+pub fn record_refresh_success(pgt_id: i64, mode: RefreshMode) -> PgtResult<()> {
+    as_extension_owner(|| {
+        run(
+            "UPDATE pgtrickle.pgt_stream_tables
+             SET status = 'ACTIVE', last_error_message = NULL, last_error_at = NULL,
+                 last_refresh_mode = $2, frontier = pg_current_snapshot(),
+                 frontier_lsn = CASE WHEN pg_is_in_recovery() THEN NULL
+                                     ELSE pg_current_wal_insert_lsn() END,
+                 frontier_at = statement_timestamp(), last_refreshed_at = clock_timestamp()
+             WHERE pgt_id = $1",
+            &[pgt_id.into(), mode.as_str().into()],
+        )
+    })
+}
+
+/// Remove catalog rows whose table no longer exists (after DROP TABLE, DROP SCHEMA CASCADE,
+/// or a source dropped with CASCADE). Safe to call at any time.
+pub fn forget_dropped() -> PgtResult<()> {
+    as_extension_owner(|| {
+        run(
+            "DELETE FROM pgtrickle.pgt_stream_tables s
+             WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.pgt_relid)",
+            &[],
+        )?;
+        run(
+            "DELETE FROM pgtrickle.pgt_dependencies d
+             WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = d.source_relid)",
+            &[],
+        )
+    })
+}
+
+/// Keep pgt_schema and pgt_name equal to the table's current name after ALTER TABLE RENAME,
+/// SET SCHEMA or ALTER SCHEMA RENAME.
+pub fn sync_names() -> PgtResult<()> {
+    as_extension_owner(|| {
+        run(
+            "UPDATE pgtrickle.pgt_stream_tables s
+             SET pgt_schema = n.nspname, pgt_name = c.relname
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.oid = s.pgt_relid
+               AND (s.pgt_schema, s.pgt_name) IS DISTINCT FROM (n.nspname, c.relname)",
+            &[],
+        )
+    })
+}

@@ -1,0 +1,198 @@
+//! Reactions to DDL, through event triggers created with the extension:
+//! - after any DROP: catalog rows of dropped stream tables are removed (plain `DROP TABLE`,
+//!   `DROP SCHEMA ... CASCADE`, or a source dropped with CASCADE), and dropping a stream
+//!   table's write guard is refused;
+//! - after ALTER on a stream table: changing its columns or disabling its guard is refused,
+//!   and renames are mirrored in the catalog;
+//! - after ALTER on a source (or a schema): every stream table that reads it must still
+//!   analyze to the same columns, otherwise the ALTER is refused with the reason.
+//!
+//! `DROP TABLE source` itself is refused by PostgreSQL, because each stream table is recorded
+//! in `pg_depend` as depending on the relations its query names.
+
+use crate::analyze::analyze_defining_query;
+use crate::api::type_names_of;
+use crate::catalog::store;
+use crate::catalog::StreamTable;
+use crate::error::{spi_error, OrRaise, PgtResult};
+use crate::guard;
+use crate::pg::{with_search_path, SAFE_SEARCH_PATH};
+use pg_trickle_core::{CoreError, ErrorKind};
+use pgrx::prelude::*;
+
+/// Called by the `sql_drop` event trigger.
+#[pg_extern]
+fn _pgt_after_drop() {
+    (|| -> PgtResult<()> {
+        store::forget_dropped()?;
+        for st in store::all()? {
+            if !guard::is_intact(st.relid)? {
+                return Err(guard_removed(&st));
+            }
+        }
+        Ok(())
+    })()
+    .or_raise()
+}
+
+/// Called by the `ddl_command_end` event trigger.
+#[pg_extern]
+fn _pgt_after_ddl() {
+    (|| -> PgtResult<()> {
+        store::sync_names()?;
+        let (relids, schema_changed) = affected_objects()?;
+        for st in store::all()? {
+            if relids.contains(&st.relid) {
+                check_stream_table_intact(&st)?;
+            }
+        }
+        let readers = if schema_changed {
+            store::all()?
+        } else {
+            store::dependants_of(&relids)?
+        };
+        for st in readers {
+            check_still_valid(&st)?;
+        }
+        Ok(())
+    })()
+    .or_raise()
+}
+
+/// Relations touched by the command that fired the trigger, and whether a schema was altered.
+fn affected_objects() -> PgtResult<(Vec<pg_sys::Oid>, bool)> {
+    Spi::connect(|client| {
+        let rows = client
+            .select(
+                "SELECT objid, object_type FROM pg_catalog.pg_event_trigger_ddl_commands()",
+                None,
+                &[],
+            )
+            .map_err(spi_error)?;
+        let mut relids = Vec::new();
+        let mut schema_changed = false;
+        for row in rows {
+            let object_type = row.get::<String>(2).map_err(spi_error)?.unwrap_or_default();
+            if object_type == "schema" {
+                schema_changed = true;
+            } else if let Some(oid) = row.get::<pg_sys::Oid>(1).map_err(spi_error)? {
+                relids.push(oid);
+            }
+        }
+        Ok((relids, schema_changed))
+    })
+}
+
+fn guard_removed(st: &StreamTable) -> CoreError {
+    CoreError::new(
+        ErrorKind::FeatureNotSupported,
+        format!(
+            "cannot remove or disable the write guard of stream table {}",
+            st.qualified_name()
+        ),
+    )
+    .with_detail(format!(
+        "Trigger {} keeps the stream table equal to its defining query.",
+        guard::GUARD_TRIGGER
+    ))
+    .with_hint("Drop the stream table with pgtrickle.drop_stream_table if it is no longer needed.")
+}
+
+/// A stream table's columns belong to its query, and its guard must stay enabled.
+fn check_stream_table_intact(st: &StreamTable) -> PgtResult<()> {
+    if !guard::is_intact(st.relid)? {
+        return Err(guard_removed(st));
+    }
+    let (names, types) = current_columns(st.relid)?;
+    if names != st.column_names || types != st.column_types {
+        return Err(CoreError::new(
+            ErrorKind::FeatureNotSupported,
+            format!("cannot change the columns of stream table {}", st.qualified_name()),
+        )
+        .with_detail("A stream table has exactly the columns of its defining query.")
+        .with_hint("Change the query with pgtrickle.alter_stream_table(name, query => ...), or drop and create the stream table again."));
+    }
+    Ok(())
+}
+
+fn current_columns(relid: pg_sys::Oid) -> PgtResult<(Vec<String>, Vec<String>)> {
+    with_search_path(SAFE_SEARCH_PATH, || {
+        Spi::connect(|client| {
+            let rows = client
+                .select(
+                    "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
+                     WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                    None,
+                    &[relid.into()],
+                )
+                .map_err(spi_error)?;
+            let mut names = Vec::new();
+            let mut types = Vec::new();
+            for row in rows {
+                names.push(row.get::<String>(1).map_err(spi_error)?.unwrap_or_default());
+                types.push(row.get::<String>(2).map_err(spi_error)?.unwrap_or_default());
+            }
+            Ok((names, types))
+        })
+    })
+}
+
+/// The stored query of `st` must still analyze, to the same columns.
+fn check_still_valid(st: &StreamTable) -> PgtResult<()> {
+    let refused = |why: String| {
+        CoreError::new(
+            ErrorKind::DependentObjectsStillExist,
+            format!("cannot alter a relation that stream table {} reads", st.qualified_name()),
+        )
+        .with_detail(why)
+        .with_hint("Drop the stream table first, or give it a query that does not need the change (pgtrickle.alter_stream_table(name, query => ...)).")
+    };
+    let outcome = PgTryBuilder::new(|| {
+        Ok(with_search_path(SAFE_SEARCH_PATH, || {
+            analyze_defining_query(&st.defining_query)
+        }))
+    })
+    .catch_others(|caught| match caught {
+        pgrx::pg_sys::panic::CaughtError::PostgresError(report) => {
+            Err(report.message().to_string())
+        }
+        other => Err(format!("{other:?}")),
+    })
+    .execute();
+    let analyzed = match outcome {
+        Ok(result) => result?,
+        Err(message) => {
+            return Err(refused(format!(
+                "After the change, its query fails: {message}"
+            )))
+        }
+    };
+    let names: Vec<String> = analyzed.columns.iter().map(|c| c.name.clone()).collect();
+    let types = type_names_of(&analyzed.columns)?;
+    if names != st.column_names || types != st.column_types {
+        return Err(refused(
+            "After the change, its query would produce different columns.".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+pgrx::extension_sql!(
+    r#"
+CREATE FUNCTION pgtrickle._pgt_on_sql_drop() RETURNS event_trigger
+LANGUAGE plpgsql AS $$ BEGIN PERFORM pgtrickle._pgt_after_drop(); END $$;
+
+CREATE FUNCTION pgtrickle._pgt_on_ddl_command_end() RETURNS event_trigger
+LANGUAGE plpgsql AS $$ BEGIN PERFORM pgtrickle._pgt_after_ddl(); END $$;
+
+CREATE EVENT TRIGGER pgt_sql_drop ON sql_drop
+    EXECUTE FUNCTION pgtrickle._pgt_on_sql_drop();
+
+CREATE EVENT TRIGGER pgt_ddl_command_end ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'ALTER VIEW', 'CREATE VIEW', 'ALTER FOREIGN TABLE',
+                 'ALTER MATERIALIZED VIEW', 'ALTER SCHEMA', 'ALTER TRIGGER')
+    EXECUTE FUNCTION pgtrickle._pgt_on_ddl_command_end();
+"#,
+    name = "event_triggers",
+    finalize
+);

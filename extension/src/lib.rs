@@ -1,0 +1,24 @@
+//! pg_trickle: stream tables for PostgreSQL.
+//!
+//! This crate is the thin layer that does inside the server what the pure core
+//! (`pg_trickle_core`) decides. Table of contents:
+//! - `api`: one file per SQL verb (`create_stream_table`, `alter_stream_table`, ...).
+//! - `analyze`: PostgreSQL's parser and analyzer applied to defining queries (all parse-tree
+//!   `unsafe` lives there).
+//! - `catalog`: the extension's own tables and the one place that reads and writes them.
+//! - `refresh`: bringing a stream table up to date.
+//! - `guard`: the trigger that refuses writes to stream tables from outside the extension.
+//! - `ddl`: reactions to DDL on stream tables and their sources (event triggers).
+//! - `error`: the one place that turns typed errors into PostgreSQL errors.
+//! - `pg`: small helpers around SPI, GUCs and the current user.
+
+mod analyze;
+mod api;
+mod catalog;
+mod ddl;
+mod error;
+mod guard;
+mod pg;
+mod refresh;
+
+::pgrx::pg_module_magic!();

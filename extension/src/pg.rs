@@ -1,0 +1,103 @@
+//! Small helpers around the server: running SPI statements, pinning `search_path`, and acting
+//! as the extension's owner for writes to the extension's own catalog.
+
+use crate::error::{spi_error, PgtResult};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use std::ffi::CString;
+
+/// Run a statement that returns no rows we need.
+pub fn run(sql: &str, args: &[DatumWithOid]) -> PgtResult<()> {
+    Spi::run_with_args(sql, args).map_err(spi_error)
+}
+
+/// The first column of the first row, or `None` when there is no row or it is NULL.
+pub fn query_one<T: FromDatum + IntoDatum>(
+    sql: &str,
+    args: &[DatumWithOid],
+) -> PgtResult<Option<T>> {
+    Spi::connect_mut(|client| {
+        let table = client.update(sql, Some(1), args)?;
+        if table.is_empty() {
+            Ok(None)
+        } else {
+            table.first().get_one::<T>()
+        }
+    })
+    .map_err(spi_error)
+}
+
+/// Run `f` with `search_path` set to `path`; the previous value comes back afterwards, and also
+/// if `f` raises an error (the transaction's GUC nesting undoes it).
+pub fn with_search_path<R>(path: &str, f: impl FnOnce() -> R) -> R {
+    let value = CString::new(path).unwrap_or_default();
+    // SAFETY: NewGUCNestLevel/AtEOXact_GUC pair up around `f`; set_config_option is given
+    // NUL-terminated strings that outlive the call. On error, transaction abort pops the level.
+    unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        let result = f();
+        pg_sys::AtEOXact_GUC(true, level);
+        result
+    }
+}
+
+/// The search path used for all SQL the extension generates: nothing but the system catalog,
+/// so every name in generated SQL must be schema-qualified.
+pub const SAFE_SEARCH_PATH: &str = "pg_catalog, pg_temp";
+
+/// Run `f` as `role`, the way PostgreSQL runs a materialized view's refresh as its owner:
+/// `restricted` adds SECURITY_RESTRICTED_OPERATION, which forbids `f` from changing the session
+/// (SET ROLE, temporary tables, ...). The previous user comes back afterwards, and on error the
+/// transaction abort restores it.
+pub fn as_role<R>(
+    role: pg_sys::Oid,
+    restricted: bool,
+    f: impl FnOnce() -> PgtResult<R>,
+) -> PgtResult<R> {
+    let mut saved_user = pg_sys::Oid::INVALID;
+    let mut saved_context: i32 = 0;
+    let mut context_flags = pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32;
+    if restricted {
+        context_flags |= pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
+    }
+    // SAFETY: plain getters/setters of backend-local state; restored below and on abort.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(role, saved_context | context_flags);
+    }
+    let result = with_search_path(SAFE_SEARCH_PATH, f);
+    // SAFETY: as above.
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
+    result
+}
+
+/// Run `f` as the owner of the extension, for writes to the extension's catalog that the
+/// calling user (who may own only their stream tables) has no privilege for. Only fixed
+/// catalog statements run inside.
+pub fn as_extension_owner<R>(f: impl FnOnce() -> PgtResult<R>) -> PgtResult<R> {
+    let owner: pg_sys::Oid = query_one(
+        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_trickle'",
+        &[],
+    )?
+    .ok_or_else(|| pg_trickle_core::CoreError::internal("extension pg_trickle is not installed"))?;
+    as_role(owner, false, f)
+}
+
+/// The owner of relation `relid`.
+pub fn relation_owner(relid: pg_sys::Oid) -> PgtResult<pg_sys::Oid> {
+    query_one(
+        "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
+        &[relid.into()],
+    )?
+    .ok_or_else(|| pg_trickle_core::CoreError::internal(format!("relation {relid:?} vanished")))
+}

@@ -1,0 +1,76 @@
+//! One database per test, with pg_trickle installed, and helpers for expected errors.
+
+use crate::cluster::cluster;
+use postgres::{Client, NoTls};
+
+/// A fresh database named after the test.
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    /// Create database `t_<name>` with the extension installed.
+    pub fn new(name: &str) -> TestDb {
+        let c = cluster();
+        let db_name = format!("t_{name}");
+        let mut admin = Client::connect(&c.conninfo("postgres"), NoTls).unwrap_or_else(|e| {
+            panic!(
+                "cannot connect to the test cluster: {e}; see {}",
+                c.log_path().display()
+            )
+        });
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db_name}"))
+            .expect("drop database");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db_name}"))
+            .expect("create database");
+        let db = TestDb { name: db_name };
+        db.connect()
+            .batch_execute("CREATE EXTENSION pg_trickle")
+            .expect("create extension");
+        db
+    }
+
+    /// A new connection to this database as the superuser.
+    pub fn connect(&self) -> Client {
+        Client::connect(&cluster().conninfo(&self.name), NoTls).expect("connect to test database")
+    }
+
+    /// A new connection as `role`.
+    pub fn connect_as(&self, role: &str) -> Client {
+        let conninfo = cluster()
+            .conninfo(&self.name)
+            .replace("user=postgres", &format!("user={role}"));
+        Client::connect(&conninfo, NoTls).expect("connect as role")
+    }
+}
+
+/// What an expected error looked like.
+#[derive(Debug)]
+pub struct ExpectedError {
+    pub code: String,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+/// Run `sql`, which must fail with SQLSTATE `code`; returns the error for further checks.
+pub fn expect_error(client: &mut Client, sql: &str, code: &str) -> ExpectedError {
+    match client.batch_execute(sql) {
+        Ok(()) => panic!("expected SQLSTATE {code}, but this succeeded:\n{sql}"),
+        Err(e) => {
+            let db = e
+                .as_db_error()
+                .unwrap_or_else(|| panic!("not a server error: {e}\n{sql}"));
+            let err = ExpectedError {
+                code: db.code().code().to_string(),
+                message: db.message().to_string(),
+                detail: db.detail().map(str::to_string),
+                hint: db.hint().map(str::to_string),
+            };
+            assert_eq!(err.code, code, "wrong SQLSTATE for:\n{sql}\ngot: {err:?}");
+            err
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Test harness for pg_trickle's integration tests: a private PostgreSQL cluster started once
+//! per test binary (as the `postgres` OS user when the tests run as root), one fresh database
+//! per test, and the oracle that compares a stream table with a fresh run of its query.
+//!
+//! The server is chosen with `PGT_PG_CONFIG` (default `/usr/bin/pg_config`); the extension
+//! must already be installed into it (`make install`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod cluster;
+pub mod db;
+pub mod oracle;
+
+pub use cluster::cluster;
+pub use db::{expect_error, TestDb};
+pub use oracle::assert_oracle;

@@ -1,0 +1,41 @@
+//! The oracle: a stream table must equal a fresh run of its defining query as a multiset
+//! (`EXCEPT ALL` in both directions over the visible columns). On a mismatch the panic message
+//! is a self-contained reproduction: the query, and the rows on each side that the other lacks.
+
+use postgres::Client;
+
+/// Assert that `stream_table` holds exactly the rows of `query`.
+pub fn assert_oracle(client: &mut Client, stream_table: &str, query: &str) {
+    let extra_sql = format!("SELECT * FROM {stream_table} EXCEPT ALL ({query})");
+    let missing_sql = format!("({query}) EXCEPT ALL SELECT * FROM {stream_table}");
+    let count = |client: &mut Client, sql: &str| -> i64 {
+        client
+            .query_one(&format!("SELECT count(*) FROM ({sql}) AS d"), &[])
+            .unwrap_or_else(|e| panic!("oracle query failed: {e}\n{sql}"))
+            .get(0)
+    };
+    let extra = count(client, &extra_sql);
+    let missing = count(client, &missing_sql);
+    if extra == 0 && missing == 0 {
+        return;
+    }
+    let sample = |client: &mut Client, sql: &str| -> String {
+        client
+            .query(&format!("SELECT d::text FROM ({sql}) AS d LIMIT 10"), &[])
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| r.get::<_, String>(0))
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            })
+            .unwrap_or_default()
+    };
+    panic!(
+        "ORACLE MISMATCH for {stream_table}: {extra} rows too many, {missing} rows missing\n\
+         -- reproduce:\n{query};\nSELECT * FROM {stream_table};\n\
+         -- rows in the stream table but not in the query:\n  {}\n\
+         -- rows in the query but not in the stream table:\n  {}",
+        sample(client, &extra_sql),
+        sample(client, &missing_sql)
+    );
+}
