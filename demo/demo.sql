@@ -1,8 +1,9 @@
 -- The demo database: the specification's Pattern 1 (bronze -> silver -> gold) and Pattern 4
 -- (one source, four stream tables). Loaded by `make demo`; safe to run again.
 \pset footer off
-DROP EXTENSION IF EXISTS pg_trickle CASCADE;
+SET client_min_messages = warning;
 DROP TABLE IF EXISTS raw_events, orders CASCADE;
+DROP EXTENSION IF EXISTS pg_trickle CASCADE;
 CREATE EXTENSION pg_trickle;
 -- the API functions return void; keep their empty results off the screen
 \o /dev/null

@@ -59,12 +59,20 @@ fn _pgt_after_ddl() {
     .or_raise()
 }
 
-/// Relations touched by the command that fired the trigger, and whether a schema was altered.
+/// Relations touched by the command that fired the trigger (a trigger counts as its table),
+/// and whether a schema was altered.
 fn affected_objects() -> PgtResult<(Vec<pg_sys::Oid>, bool)> {
     Spi::connect(|client| {
         let rows = client
             .select(
-                "SELECT objid, object_type FROM pg_catalog.pg_event_trigger_ddl_commands()",
+                "SELECT CASE WHEN c.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass
+                             THEN (SELECT t.tgrelid FROM pg_catalog.pg_trigger t WHERE t.oid = c.objid)
+                             ELSE c.objid END,
+                        c.object_type
+                 FROM pg_catalog.pg_event_trigger_ddl_commands() AS c
+                 WHERE c.classid IN ('pg_catalog.pg_class'::pg_catalog.regclass,
+                                     'pg_catalog.pg_trigger'::pg_catalog.regclass,
+                                     'pg_catalog.pg_namespace'::pg_catalog.regclass)",
                 None,
                 &[],
             )

@@ -66,11 +66,11 @@ impl Cluster {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("cannot read the version from {version:?}"));
         let as_postgres_user = output(Command::new("id").arg("-u")) == "0";
+        // Under the temporary directory, not the checkout: the postgres OS user must be able to
+        // reach the data directory, and a checkout may live where it cannot.
         let root = std::env::var("PGT_TEST_ROOT")
             .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-clusters")
-            });
+            .unwrap_or_else(|_| std::env::temp_dir().join("pg_trickle-tests"));
         let data_dir = root.join(format!("pg{major_version}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         std::fs::create_dir_all(&data_dir).expect("create the data directory");

@@ -58,12 +58,14 @@ impl Schedule {
             Some(s) if s <= 0 => {
                 return Err(CoreError::invalid_parameter(format!(
                     "schedule_seconds must be positive, got {s}"
-                )))
+                ))
+                .with_hint("Pass a whole number of seconds greater than zero."))
             }
             Some(s) if s as u64 > MAX_INTERVAL_SECONDS => {
                 return Err(CoreError::invalid_parameter(format!(
                     "schedule_seconds {s} is longer than the maximum of {MAX_INTERVAL_SECONDS}"
-                )))
+                ))
+                .with_hint("Use a schedule of at most one year, or tier => 'frozen' for manual refreshes only."))
             }
             Some(s) => Some(Schedule::Every(s as u64)),
         };
