@@ -5,8 +5,6 @@
 //! The server is chosen with `PGT_PG_CONFIG` (default `/usr/bin/pg_config`); the extension
 //! must already be installed into it (`make install`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 pub mod cluster;
 pub mod db;
 pub mod oracle;

@@ -1,0 +1,180 @@
+//! Manual refresh: it is atomic (readers see the old contents until it commits and are not
+//! blocked), two refreshes of one stream table never overlap, `initialize => false` leaves an
+//! empty INITIALIZING stream table, and the catalog records each refresh.
+
+use pg_trickle_tests::{assert_oracle, TestDb};
+use postgres::Client;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const QUERY: &str = "SELECT k, count(*) AS n, sum(v) AS s, min(v) AS lo FROM items GROUP BY k";
+
+fn setup(name: &str) -> (TestDb, Client) {
+    let db = TestDb::new(name);
+    let mut client = db.connect();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE items (id int PRIMARY KEY, k int, v int);
+             INSERT INTO items SELECT i, i % 10, i FROM generate_series(1, 200) i;
+             SELECT pgtrickle.create_stream_table('totals', '{QUERY}', refresh_mode => 'FULL');"
+        ))
+        .expect("setup");
+    (db, client)
+}
+
+#[test]
+fn readers_see_the_old_contents_until_the_refresh_commits() {
+    let (db, mut writer) = setup("refresh_atomic");
+    let mut reader = db.connect();
+    let before: i64 = reader
+        .query_one("SELECT sum(n)::bigint FROM totals", &[])
+        .expect("sum")
+        .get(0);
+    let mut tx = writer.transaction().expect("begin");
+    tx.batch_execute(
+        "DELETE FROM items WHERE id <= 50;
+         SELECT pgtrickle.refresh_stream_table('totals');",
+    )
+    .expect("refresh inside a transaction");
+    // the reader is neither blocked nor shown a half-refreshed table
+    let during: i64 = reader
+        .query_one("SELECT sum(n)::bigint FROM totals", &[])
+        .expect("sum")
+        .get(0);
+    assert_eq!(during, before);
+    tx.commit().expect("commit");
+    let after: i64 = reader
+        .query_one("SELECT sum(n)::bigint FROM totals", &[])
+        .expect("sum")
+        .get(0);
+    assert_eq!(after, before - 50);
+    assert_oracle(&mut reader, "totals", QUERY);
+}
+
+#[test]
+fn concurrent_refreshes_of_one_stream_table_wait_for_each_other() {
+    let (db, mut first) = setup("refresh_serial");
+    let mut tx = first.transaction().expect("begin");
+    tx.batch_execute(
+        "INSERT INTO items VALUES (1000, 1, 1); SELECT pgtrickle.refresh_stream_table('totals');",
+    )
+    .expect("first refresh");
+    let conninfo_db = db.name.clone();
+    let second = std::thread::spawn(move || {
+        let mut c = TestDb { name: conninfo_db }.connect();
+        c.batch_execute("SELECT pgtrickle.refresh_stream_table('totals')")
+            .expect("second refresh");
+    });
+    // wait until the second refresh is queued behind the first one's lock
+    let mut monitor = db.connect();
+    let mut waiting = false;
+    for _ in 0..600 {
+        let n: i64 = monitor
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE relation = 'totals'::regclass AND NOT granted",
+                &[],
+            )
+            .expect("locks")
+            .get(0);
+        if n > 0 {
+            waiting = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(waiting, "the second refresh did not wait for the first");
+    tx.commit().expect("commit first");
+    second.join().expect("second refresh thread");
+    assert_oracle(&mut monitor, "totals", QUERY);
+}
+
+#[test]
+fn initialize_false_creates_an_empty_stream_table_until_the_first_refresh() {
+    let (_db, mut client) = setup("refresh_initialize");
+    client
+        .batch_execute(&format!(
+            "SELECT pgtrickle.create_stream_table('later', '{QUERY}', initialize => false)"
+        ))
+        .expect("create without data");
+    let (status, rows): (String, i64) = client
+        .query_one(
+            "SELECT (SELECT status FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'later'),
+                    (SELECT count(*) FROM later)",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .expect("status");
+    assert_eq!((status.as_str(), rows), ("INITIALIZING", 0));
+    client
+        .batch_execute("SELECT pgtrickle.refresh_stream_table('later')")
+        .expect("refresh");
+    let row = client
+        .query_one(
+            "SELECT status, last_refresh_mode, frontier IS NOT NULL, frontier_lsn IS NOT NULL,
+                    last_refreshed_at IS NOT NULL
+             FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'later'",
+            &[],
+        )
+        .expect("catalog");
+    assert_eq!(row.get::<_, String>(0), "ACTIVE");
+    assert_eq!(row.get::<_, String>(1), "FULL");
+    assert!(row.get::<_, bool>(2) && row.get::<_, bool>(3) && row.get::<_, bool>(4));
+    assert_oracle(&mut client, "later", QUERY);
+}
+
+#[test]
+fn random_changes_then_refresh_equal_the_query() {
+    let (_db, mut client) = setup("refresh_random");
+    let queries = [
+        ("q_filter", "SELECT id, k, v * 2 AS v2 FROM items WHERE v % 3 <> 0 OR k IS NULL"),
+        ("q_distinct", "SELECT DISTINCT k, v % 5 AS bucket FROM items"),
+        ("q_keyless", "SELECT k, v % 2 AS parity FROM items"),
+        ("q_join", "SELECT a.k, count(*) AS pairs FROM items a JOIN items b ON a.k = b.k AND a.id < b.id GROUP BY a.k"),
+        ("q_left", "SELECT a.id, b.id AS next_id FROM items a LEFT JOIN items b ON b.id = a.id + 1"),
+        ("q_whole", "SELECT count(*) AS n, sum(v) AS s, avg(v) AS a, bool_and(v > 0) AS pos FROM items"),
+        ("q_strings", "SELECT k, string_agg(v::text, ',' ORDER BY v) AS vs FROM items GROUP BY k HAVING count(*) > 1"),
+        ("q_union", "SELECT k FROM items WHERE v < 50 UNION ALL SELECT k FROM items WHERE v > 150"),
+        ("q_volatile", "SELECT id, v, (random() < 2) AS always FROM items"),
+    ];
+    for (name, query) in queries {
+        client
+            .execute(
+                "SELECT pgtrickle.create_stream_table($1, $2)",
+                &[&name, &query],
+            )
+            .unwrap_or_else(|e| panic!("create {name}: {e}"));
+    }
+    let mut rng = StdRng::seed_from_u64(7);
+    for round in 0..50 {
+        let mut sql = Vec::new();
+        for _ in 0..rng.gen_range(1..6) {
+            let id = rng.gen_range(1..400);
+            let k = if rng.gen_bool(0.1) {
+                "NULL".to_string()
+            } else {
+                rng.gen_range(0..12).to_string()
+            };
+            sql.push(format!(
+                "INSERT INTO items VALUES ({id}, {k}, {}) ON CONFLICT (id) DO UPDATE SET k = EXCLUDED.k, v = EXCLUDED.v",
+                rng.gen_range(-5..300)
+            ));
+        }
+        sql.push(format!(
+            "UPDATE items SET id = id + 1000 WHERE id = {}",
+            rng.gen_range(1..400)
+        ));
+        sql.push(format!(
+            "DELETE FROM items WHERE id % 17 = {}",
+            rng.gen_range(0..17)
+        ));
+        client
+            .batch_execute(&sql.join(";"))
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        for (name, query) in queries.iter().chain([("totals", QUERY)].iter()) {
+            client
+                .execute("SELECT pgtrickle.refresh_stream_table($1)", &[name])
+                .unwrap_or_else(|e| panic!("refresh {name}: {e}"));
+            assert_oracle(&mut client, name, query);
+        }
+    }
+}
