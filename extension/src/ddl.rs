@@ -4,8 +4,9 @@
 //!   table's write guard is refused;
 //! - after ALTER on a stream table: changing its columns or disabling its guard is refused,
 //!   and renames are mirrored in the catalog;
-//! - after ALTER on a source (or a schema): every stream table that reads it must still
-//!   analyze to the same columns, otherwise the ALTER is refused with the reason.
+//! - after ALTER on a source (or a schema, function or type), or DROP of a function, type or
+//!   operator: every stream table that may use it must still analyze to the same columns,
+//!   otherwise the command is refused with the reason.
 //!
 //! `DROP TABLE source` itself is refused by PostgreSQL, because each stream table is recorded
 //! in `pg_depend` as depending on the relations its query names.
@@ -16,7 +17,7 @@ use crate::catalog::store;
 use crate::catalog::StreamTable;
 use crate::error::{spi_error, OrRaise, PgtResult};
 use crate::guard;
-use crate::pg::{with_search_path, SAFE_SEARCH_PATH};
+use crate::pg::{query_one, with_search_path, SAFE_SEARCH_PATH};
 use pg_trickle_core::{CoreError, ErrorKind};
 use pgrx::prelude::*;
 
@@ -25,9 +26,24 @@ use pgrx::prelude::*;
 fn _pgt_after_drop() {
     (|| -> PgtResult<()> {
         store::forget_dropped()?;
-        for st in store::all()? {
+        let remaining = store::all()?;
+        for st in &remaining {
             if !guard::is_intact(st.relid)? {
-                return Err(guard_removed(&st));
+                return Err(guard_removed(st));
+            }
+        }
+        // Functions, types and operators a query uses are not in pg_depend; check every query.
+        let routine_dropped = query_one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_dropped_objects()
+                            WHERE classid IN ('pg_catalog.pg_proc'::pg_catalog.regclass,
+                                              'pg_catalog.pg_type'::pg_catalog.regclass,
+                                              'pg_catalog.pg_operator'::pg_catalog.regclass))",
+            &[],
+        )?
+        .unwrap_or(false);
+        if routine_dropped {
+            for st in &remaining {
+                check_still_valid(st)?;
             }
         }
         Ok(())
@@ -40,13 +56,13 @@ fn _pgt_after_drop() {
 fn _pgt_after_ddl() {
     (|| -> PgtResult<()> {
         store::sync_names()?;
-        let (relids, schema_changed) = affected_objects()?;
+        let (relids, everything_affected) = affected_objects()?;
         for st in store::all()? {
             if relids.contains(&st.relid) {
                 check_stream_table_intact(&st)?;
             }
         }
-        let readers = if schema_changed {
+        let readers = if everything_affected {
             store::all()?
         } else {
             store::dependants_of(&relids)?
@@ -60,7 +76,8 @@ fn _pgt_after_ddl() {
 }
 
 /// Relations touched by the command that fired the trigger (a trigger counts as its table),
-/// and whether a schema was altered.
+/// and whether the command changed something any query may use by name (a schema, function
+/// or type), in which case every stream table is checked.
 fn affected_objects() -> PgtResult<(Vec<pg_sys::Oid>, bool)> {
     Spi::connect(|client| {
         let rows = client
@@ -68,26 +85,24 @@ fn affected_objects() -> PgtResult<(Vec<pg_sys::Oid>, bool)> {
                 "SELECT CASE WHEN c.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass
                              THEN (SELECT t.tgrelid FROM pg_catalog.pg_trigger t WHERE t.oid = c.objid)
                              ELSE c.objid END,
-                        c.object_type
-                 FROM pg_catalog.pg_event_trigger_ddl_commands() AS c
-                 WHERE c.classid IN ('pg_catalog.pg_class'::pg_catalog.regclass,
-                                     'pg_catalog.pg_trigger'::pg_catalog.regclass,
-                                     'pg_catalog.pg_namespace'::pg_catalog.regclass)",
+                        c.classid IN ('pg_catalog.pg_namespace'::pg_catalog.regclass,
+                                      'pg_catalog.pg_proc'::pg_catalog.regclass,
+                                      'pg_catalog.pg_type'::pg_catalog.regclass)
+                 FROM pg_catalog.pg_event_trigger_ddl_commands() AS c",
                 None,
                 &[],
             )
             .map_err(spi_error)?;
         let mut relids = Vec::new();
-        let mut schema_changed = false;
+        let mut everything_affected = false;
         for row in rows {
-            let object_type = row.get::<String>(2).map_err(spi_error)?.unwrap_or_default();
-            if object_type == "schema" {
-                schema_changed = true;
+            if row.get::<bool>(2).map_err(spi_error)?.unwrap_or(false) {
+                everything_affected = true;
             } else if let Some(oid) = row.get::<pg_sys::Oid>(1).map_err(spi_error)? {
                 relids.push(oid);
             }
         }
-        Ok((relids, schema_changed))
+        Ok((relids, everything_affected))
     })
 }
 
@@ -198,7 +213,8 @@ CREATE EVENT TRIGGER pgt_sql_drop ON sql_drop
 
 CREATE EVENT TRIGGER pgt_ddl_command_end ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'ALTER VIEW', 'CREATE VIEW', 'ALTER FOREIGN TABLE',
-                 'ALTER MATERIALIZED VIEW', 'ALTER SCHEMA', 'ALTER TRIGGER')
+                 'ALTER MATERIALIZED VIEW', 'ALTER SCHEMA', 'ALTER TRIGGER', 'ALTER FUNCTION',
+                 'ALTER TYPE', 'ALTER DOMAIN')
     EXECUTE FUNCTION pgtrickle._pgt_on_ddl_command_end();
 "#,
     name = "event_triggers",

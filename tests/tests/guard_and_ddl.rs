@@ -287,3 +287,36 @@ fn stream_tables_can_read_stream_tables() {
         .expect("cascade");
     assert_eq!(catalog_count(&mut client), 0);
 }
+
+#[test]
+fn functions_used_by_a_query_cannot_be_dropped_or_renamed() {
+    let (_db, mut client) = setup("functions");
+    client
+        .batch_execute(
+            "CREATE FUNCTION double_it(numeric) RETURNS numeric LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 2';
+             CREATE FUNCTION unused(int) RETURNS int LANGUAGE sql AS 'SELECT $1';
+             SELECT pgtrickle.create_stream_table('doubled', 'SELECT id, double_it(v) AS d FROM src');",
+        )
+        .expect("setup");
+    for sql in [
+        "DROP FUNCTION double_it(numeric)",
+        "ALTER FUNCTION double_it(numeric) RENAME TO triple_it",
+    ] {
+        let err = expect_error(&mut client, sql, "2BP01");
+        assert!(
+            err.detail.unwrap_or_default().contains("double_it"),
+            "{sql}"
+        );
+    }
+    client
+        .batch_execute("DROP FUNCTION unused(int)")
+        .expect("an unused function can go");
+    client
+        .batch_execute("SELECT pgtrickle.refresh_stream_table('doubled')")
+        .expect("refresh");
+    assert_oracle(
+        &mut client,
+        "doubled",
+        "SELECT id, double_it(v) AS d FROM src",
+    );
+}
