@@ -5,10 +5,13 @@
 //! server. Nothing here links against PostgreSQL, so it is tested with plain `cargo test`.
 
 pub mod dag;
+pub mod dvm;
 pub mod error;
+pub mod ir;
 pub mod names;
 pub mod options;
 pub mod schedule;
 pub mod sql;
+pub mod zset;
 
 pub use error::{CoreError, ErrorKind};
