@@ -8,6 +8,7 @@ pub mod dag;
 pub mod dvm;
 pub mod error;
 pub mod ir;
+pub mod maintain;
 pub mod names;
 pub mod options;
 pub mod schedule;

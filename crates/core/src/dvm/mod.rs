@@ -10,8 +10,11 @@ mod filter;
 mod join;
 mod left_join;
 mod project;
+mod prune;
 mod scan;
 mod union;
+
+pub use prune::prune;
 
 use crate::ir::Rel;
 

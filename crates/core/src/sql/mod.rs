@@ -4,6 +4,7 @@
 
 mod ident;
 mod literal;
+pub mod render;
 
 pub use ident::{quote_ident, Ident, QualifiedName};
 pub use literal::quote_literal;

@@ -1,0 +1,55 @@
+//! Linear results (no grouping, no DISTINCT): every output row of the query is stored, and
+//! duplicates are stored as copies. The delta's net weight per distinct row says how many
+//! copies to add or remove; copies are found by row id, then compared by content.
+
+use super::{consolidated_delta, counts_select, row_id, StreamPlan, ROW_ID};
+use crate::sql::render::{column, Rendered};
+
+pub fn full_sql(canonical: &str, visible: &[String]) -> String {
+    format!(
+        "SELECT {}, {} FROM ({canonical}) q",
+        visible.join(", "),
+        row_id(visible)
+    )
+}
+
+pub fn apply_sql(plan: &StreamPlan, delta: &Rendered) -> String {
+    let n = plan.visible.len();
+    let table = &plan.table;
+    let cols: Vec<String> = (0..n).map(column).collect();
+    let s_cols: Vec<String> = cols.iter().map(|c| format!("s.{c}")).collect();
+    let d = (
+        "d".to_string(),
+        format!(
+            "SELECT {}, {} AS rid, s.w, row_number() OVER () AS ord FROM ({}) s",
+            s_cols.join(", "),
+            row_id(&s_cols),
+            consolidated_delta(&delta.body, n)
+        ),
+    );
+    let matches: Vec<String> = std::iter::once(format!("t.{ROW_ID} = d.rid"))
+        .chain(
+            plan.visible
+                .iter()
+                .zip(&cols)
+                .map(|(v, c)| format!("t.{v} IS NOT DISTINCT FROM d.{c}")),
+        )
+        .collect();
+    let visible: Vec<String> = plan.visible.iter().map(|v| v.to_string()).collect();
+    let d_cols: Vec<String> = cols.iter().map(|c| format!("d.{c}")).collect();
+    let mut sql = delta.with_ctes(&[d]);
+    sql.push_str(&format!(
+        ",\ndoomed AS (SELECT m.tid, m.rid FROM (SELECT t.ctid AS tid, d.rid, d.w, \
+         row_number() OVER (PARTITION BY d.ord ORDER BY t.ctid) AS rn \
+         FROM d JOIN {table} t ON {} WHERE d.w < 0) m WHERE m.rn <= -m.w),\n\
+         del AS (DELETE FROM {table} t USING doomed \
+                 WHERE t.{ROW_ID} = doomed.rid AND t.ctid = doomed.tid RETURNING 1),\n\
+         ins AS (INSERT INTO {table} ({}, {ROW_ID}) SELECT {}, d.rid FROM d \
+                 CROSS JOIN LATERAL pg_catalog.generate_series(1, d.w) WHERE d.w > 0 RETURNING 1)\n",
+        matches.join(" AND "),
+        visible.join(", "),
+        d_cols.join(", "),
+    ));
+    sql.push_str(&counts_select(&["del", "ins"]));
+    sql
+}

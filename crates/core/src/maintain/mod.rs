@@ -1,0 +1,173 @@
+//! How a stream table is kept equal to its query: the maintenance strategy chosen for its
+//! query's shape, the hidden columns that strategy stores, the FULL query that fills them, and
+//! the statement that applies a delta. Each strategy lives in its own file.
+//!
+//! - `linear`: no grouping or DISTINCT; rows are stored with their multiplicity as copies.
+//! - `distinct`: SELECT DISTINCT; each row keeps the number of input rows behind it.
+//! - `algebraic`: GROUP BY (or a whole-table aggregate) whose aggregates are COUNT, SUM and AVG
+//!   over exact numbers; per-group state is updated from the delta alone.
+//! - `recompute`: everything else that groups by visible columns (MIN, MAX, string_agg, HAVING,
+//!   DISTINCT ON ...): only the groups the delta touches are recomputed from the query.
+
+mod algebraic;
+mod distinct;
+mod linear;
+mod recompute;
+pub mod shape;
+
+pub use algebraic::{AggKind, AggState, Algebraic};
+pub use recompute::Recompute;
+
+use crate::ir::Rel;
+use crate::sql::render::{render, SourceSql};
+use crate::sql::{Ident, QualifiedName};
+
+/// The column every maintained stream table carries: a hash of the row's identity (its
+/// content, or its group key), indexed, used to find rows; never trusted alone (collisions
+/// are checked against the identity itself).
+pub const ROW_ID: &str = "__pgt_row_id";
+/// Number of input rows behind a stored row (DISTINCT and grouped results).
+pub const COUNT: &str = "__pgt_count";
+
+#[derive(Debug, Clone)]
+pub enum Strategy {
+    Linear,
+    Distinct,
+    Algebraic(Algebraic),
+    Recompute(Recompute),
+}
+
+impl Strategy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Linear => "linear",
+            Strategy::Distinct => "distinct",
+            Strategy::Algebraic(_) => "algebraic aggregate",
+            Strategy::Recompute(_) => "recompute affected groups",
+        }
+    }
+}
+
+/// Everything needed to maintain one stream table differentially.
+#[derive(Debug, Clone)]
+pub struct StreamPlan {
+    pub table: QualifiedName,
+    /// The visible columns, in table order.
+    pub visible: Vec<Ident>,
+    /// The sources, in `SourceId` order; their windows are set per refresh.
+    pub sources: Vec<SourceSql>,
+    /// The input of the strategy, over the sources' current contents. For `Linear` and
+    /// `Distinct` its columns are the visible ones; for the grouped strategies see each.
+    pub body: Rel,
+    pub strategy: Strategy,
+    /// The defining query, schema-qualified.
+    pub canonical_sql: String,
+}
+
+/// A statement to run, and whether it takes the recompute strategy's key arrays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Apply {
+    /// Run as is; returns one row (deleted, updated, inserted).
+    Statement(String),
+    /// First run `keys_sql` (one row per affected key, each key column as text), then
+    /// `apply_sql` with, for each key column i, `$(i+1)` = text[] of the values and
+    /// `$(n+i+1)` = whether a NULL is among them.
+    TwoPhase {
+        keys_sql: String,
+        apply_sql: String,
+        key_count: usize,
+    },
+}
+
+pub(crate) fn row_id(exprs: &[String]) -> String {
+    format!(
+        "pg_catalog.hash_record_extended(ROW({}), 0)",
+        exprs.join(", ")
+    )
+}
+
+/// `SELECT c1.., sum(weight) AS w FROM (delta) x GROUP BY c1.. HAVING sum(weight) <> 0`: one
+/// row per distinct value of the first `n` columns, with its net weight.
+pub(crate) fn consolidated_delta(delta_body: &str, n: usize) -> String {
+    use crate::sql::render::{column, WEIGHT};
+    let cols: Vec<String> = (0..n)
+        .map(|i| format!("x.{} AS {}, ", column(i), column(i)))
+        .collect();
+    let group = if n == 0 {
+        String::new()
+    } else {
+        format!(
+            " GROUP BY {}",
+            (1..=n)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    format!(
+        "SELECT {}sum(x.{WEIGHT})::bigint AS w FROM ({delta_body}) x{group} HAVING sum(x.{WEIGHT}) <> 0",
+        cols.concat()
+    )
+}
+
+pub(crate) fn counts_select(ctes: &[&str]) -> String {
+    let parts: Vec<String> = ["del", "upd", "ins"]
+        .iter()
+        .map(|name| {
+            if ctes.contains(name) {
+                format!("(SELECT count(*) FROM {name})")
+            } else {
+                "0::bigint".to_string()
+            }
+        })
+        .collect();
+    format!("SELECT {}", parts.join(", "))
+}
+
+impl StreamPlan {
+    /// Hidden columns `(name, type)` the strategy stores after the visible ones.
+    pub fn hidden_columns(&self) -> Vec<(String, String)> {
+        let mut cols = vec![(ROW_ID.to_string(), "bigint".to_string())];
+        match &self.strategy {
+            Strategy::Linear | Strategy::Recompute(_) => {}
+            Strategy::Distinct => cols.push((COUNT.to_string(), "bigint".to_string())),
+            Strategy::Algebraic(a) => cols.extend(a.hidden_columns()),
+        }
+        cols
+    }
+
+    /// All stored columns, visible then hidden, quoted.
+    pub fn stored_columns(&self) -> Vec<String> {
+        let mut cols: Vec<String> = self.visible.iter().map(|c| c.to_string()).collect();
+        cols.extend(
+            self.hidden_columns()
+                .into_iter()
+                .map(|(n, _)| crate::sql::quote_ident(&n)),
+        );
+        cols
+    }
+
+    /// The query that computes every stored column from scratch.
+    pub fn full_sql(&self) -> String {
+        let visible: Vec<String> = self.visible.iter().map(|c| format!("q.{c}")).collect();
+        match &self.strategy {
+            Strategy::Linear => linear::full_sql(&self.canonical_sql, &visible),
+            Strategy::Recompute(r) => r.full_sql(&self.canonical_sql, &visible),
+            Strategy::Distinct => {
+                distinct::full_sql(&render(&self.body, &self.sources), self.visible.len())
+            }
+            Strategy::Algebraic(a) => a.full_sql(&render(&self.body, &self.sources)),
+        }
+    }
+
+    /// The statement(s) applying the change of `delta_body` (the pruned delta of `body`).
+    pub fn apply(&self, delta_body: &Rel) -> Apply {
+        let delta = render(delta_body, &self.sources);
+        match &self.strategy {
+            Strategy::Linear => Apply::Statement(linear::apply_sql(self, &delta)),
+            Strategy::Distinct => Apply::Statement(distinct::apply_sql(self, &delta)),
+            Strategy::Algebraic(a) => Apply::Statement(a.apply_sql(self, &delta)),
+            Strategy::Recompute(r) => r.apply(self, &delta),
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Recomputing only the affected groups: for results grouped by visible columns whose
+//! aggregates cannot be updated from the delta alone (MIN, MAX, string_agg, array_agg,
+//! bool_and, stddev, COUNT(DISTINCT), floating-point SUM ...), for HAVING, and for
+//! DISTINCT ON. The delta of the query's input names the affected keys; the defining query,
+//! restricted to those keys (a filter PostgreSQL pushes down into the grouping, so an index on
+//! the key column is used), gives their new rows; the old rows of those keys are replaced.
+//! Groups the delta does not touch are not read.
+
+use super::{counts_select, row_id, Apply, StreamPlan, ROW_ID};
+use crate::sql::render::{column, Rendered};
+
+#[derive(Debug, Clone)]
+pub struct Recompute {
+    /// For each key (body columns `0..n`): the visible column that holds it.
+    pub key_columns: Vec<usize>,
+    /// The SQL type of each key.
+    pub key_types: Vec<String>,
+}
+
+impl Recompute {
+    fn keys_of(&self, plan: &StreamPlan, alias: &str) -> Vec<String> {
+        self.key_columns
+            .iter()
+            .map(|k| format!("{alias}.{}", plan.visible[*k]))
+            .collect()
+    }
+
+    pub fn full_sql(&self, canonical: &str, visible: &[String]) -> String {
+        let keys: Vec<String> = self
+            .key_columns
+            .iter()
+            .map(|k| visible[*k].clone())
+            .collect();
+        format!(
+            "SELECT {}, {} FROM ({canonical}) q",
+            visible.join(", "),
+            row_id(&keys)
+        )
+    }
+
+    pub fn apply(&self, plan: &StreamPlan, delta: &Rendered) -> Apply {
+        let n = self.key_columns.len();
+        let table = &plan.table;
+        let visible: Vec<String> = plan.visible.iter().map(|v| v.to_string()).collect();
+        let f_visible: Vec<String> = visible.iter().map(|v| format!("f.{v}")).collect();
+        if n == 0 {
+            // one group: any change recomputes it
+            let sql = format!(
+                "WITH a AS (SELECT {rid} AS rid),\n\
+                 fresh AS MATERIALIZED ({canonical}),\n\
+                 del AS (DELETE FROM {table} t USING a WHERE t.{ROW_ID} = a.rid RETURNING 1),\n\
+                 ins AS (INSERT INTO {table} ({cols}, {ROW_ID}) SELECT {fcols}, a.rid FROM fresh f, a RETURNING 1)\n{counts}",
+                rid = row_id(&[]),
+                canonical = plan.canonical_sql,
+                cols = visible.join(", "),
+                fcols = f_visible.join(", "),
+                counts = counts_select(&["del", "ins"]),
+            );
+            let keys_sql = format!(
+                "{}SELECT 1 FROM ({}) x LIMIT 1",
+                delta.with_ctes(&[]),
+                delta.body
+            );
+            return Apply::TwoPhase {
+                keys_sql,
+                apply_sql: sql,
+                key_count: 0,
+            };
+        }
+        let keys_sql = format!(
+            "{}SELECT DISTINCT {} FROM ({}) x",
+            delta.with_ctes(&[]),
+            (0..n)
+                .map(|i| format!("x.{}::text", column(i)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            delta.body
+        );
+        let typed = |i: usize| format!("${}::text[]::{}[]", i + 1, self.key_types[i]);
+        let a_keys: Vec<String> = (0..n).map(|i| format!("u.k{i}")).collect();
+        let restrict: Vec<String> = self
+            .keys_of(plan, "q")
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                format!(
+                    "({k} = ANY({}) OR ({k} IS NULL AND ${}))",
+                    typed(i),
+                    n + i + 1
+                )
+            })
+            .collect();
+        let t_match: Vec<String> = std::iter::once(format!("t.{ROW_ID} = a.rid"))
+            .chain(
+                self.keys_of(plan, "t")
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| format!("{k} IS NOT DISTINCT FROM a.k{i}")),
+            )
+            .collect();
+        let f_match: Vec<String> = self
+            .keys_of(plan, "f")
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("{k} IS NOT DISTINCT FROM a.k{i}"))
+            .collect();
+        let apply_sql = format!(
+            "WITH a AS (SELECT {a_keys}, {rid} AS rid FROM unnest({arrays}) AS u({names})),\n\
+             fresh AS MATERIALIZED (SELECT q.* FROM ({canonical}) q WHERE {restrict}),\n\
+             del AS (DELETE FROM {table} t USING a WHERE {t_match} RETURNING 1),\n\
+             ins AS (INSERT INTO {table} ({cols}, {ROW_ID}) SELECT {fcols}, a.rid FROM fresh f JOIN a ON {f_match} RETURNING 1)\n{counts}",
+            a_keys = a_keys.iter().enumerate().map(|(i, k)| format!("{k} AS k{i}")).collect::<Vec<_>>().join(", "),
+            rid = row_id(&a_keys),
+            arrays = (0..n).map(typed).collect::<Vec<_>>().join(", "),
+            names = (0..n).map(|i| format!("k{i}")).collect::<Vec<_>>().join(", "),
+            canonical = plan.canonical_sql,
+            restrict = restrict.join(" AND "),
+            t_match = t_match.join(" AND "),
+            cols = visible.join(", "),
+            fcols = f_visible.join(", "),
+            f_match = if f_match.is_empty() { "true".to_string() } else { f_match.join(" AND ") },
+            counts = counts_select(&["del", "ins"]),
+        );
+        Apply::TwoPhase {
+            keys_sql,
+            apply_sql,
+            key_count: n,
+        }
+    }
+}
