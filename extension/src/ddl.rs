@@ -26,6 +26,8 @@ use pgrx::prelude::*;
 fn _pgt_after_drop() {
     (|| -> PgtResult<()> {
         store::forget_dropped()?;
+        crate::cdc::prune_unused()?;
+        check_capture_intact()?;
         let remaining = store::all()?;
         for st in &remaining {
             if !guard::is_intact(st.relid)? {
@@ -57,6 +59,7 @@ fn _pgt_after_ddl() {
     (|| -> PgtResult<()> {
         store::sync_names()?;
         let (relids, everything_affected) = affected_objects()?;
+        check_capture_intact()?;
         for st in store::all()? {
             if relids.contains(&st.relid) {
                 check_stream_table_intact(&st)?;
@@ -69,6 +72,10 @@ fn _pgt_after_ddl() {
         };
         for st in readers {
             check_still_valid(&st)?;
+        }
+        // a source's column types may have changed: keep its change buffer in step
+        for relid in store::captured_among(&relids)? {
+            crate::cdc::sync_source(relid)?;
         }
         Ok(())
     })()
@@ -104,6 +111,34 @@ fn affected_objects() -> PgtResult<(Vec<pg_sys::Oid>, bool)> {
         }
         Ok((relids, everything_affected))
     })
+}
+
+/// The capture triggers of every captured source must stay present and enabled.
+fn check_capture_intact() -> PgtResult<()> {
+    if crate::cdc::setting_up() {
+        return Ok(());
+    }
+    let broken: Option<String> = query_one(
+        "SELECT d.source_relid::pg_catalog.regclass::text FROM pgtrickle.pgt_dependencies d
+         WHERE d.columns IS NOT NULL
+           AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = d.source_relid)
+           AND (SELECT count(*) FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = d.source_relid AND t.tgname LIKE '\\_\\_pgt\\_capture\\_%'
+                  AND t.tgenabled = 'A') < 4
+         LIMIT 1",
+        &[],
+    )?;
+    match broken {
+        Some(source) => Err(CoreError::new(
+            ErrorKind::FeatureNotSupported,
+            format!("cannot remove or disable the change capture triggers of {source}"),
+        )
+        .with_detail(
+            "Stream tables maintained differentially read the changes these triggers record.",
+        )
+        .with_hint("Drop or alter those stream tables (refresh_mode => 'FULL') first.")),
+        None => Ok(()),
+    }
 }
 
 fn guard_removed(st: &StreamTable) -> CoreError {
@@ -144,7 +179,8 @@ fn current_columns(relid: pg_sys::Oid) -> PgtResult<(Vec<String>, Vec<String>)> 
             let rows = client
                 .select(
                     "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
-                     WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                     WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped
+                       AND attname NOT LIKE '\\_\\_pgt\\_%' ORDER BY attnum",
                     None,
                     &[relid.into()],
                 )

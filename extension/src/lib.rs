@@ -6,7 +6,8 @@
 //! - `analyze`: PostgreSQL's parser and analyzer applied to defining queries (all parse-tree
 //!   `unsafe` lives there).
 //! - `catalog`: the extension's own tables and the one place that reads and writes them.
-//! - `refresh`: bringing a stream table up to date.
+//! - `cdc`: change capture: per-source change buffers and the triggers that fill them.
+//! - `refresh`: bringing a stream table up to date, in full or differentially.
 //! - `guard`: the trigger that refuses writes to stream tables from outside the extension.
 //! - `ddl`: reactions to DDL on stream tables and their sources (event triggers).
 //! - `error`: the one place that turns typed errors into PostgreSQL errors.
@@ -15,6 +16,7 @@
 mod analyze;
 mod api;
 mod catalog;
+mod cdc;
 mod ddl;
 mod error;
 mod guard;

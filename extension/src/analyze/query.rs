@@ -42,13 +42,49 @@ fn not_a_select(what: &str) -> CoreError {
 
 /// Parse and analyze `text` under the caller's `search_path`.
 pub fn analyze_defining_query(text: &str) -> PgtResult<AnalyzedQuery> {
-    let c_text = CString::new(text).map_err(|_| {
-        CoreError::new(ErrorKind::SyntaxError, "the query contains a NUL character")
-    })?;
-    // SAFETY: raw_parser and parse_analyze_fixedparams get a NUL-terminated string that lives
-    // until the end of this function; every pointer read below comes from the trees they
-    // return, which live in the current memory context for the rest of the call. Errors
-    // raised by the server unwind through pgrx's guard.
+    let c_text = c_query_text(text)?;
+    // SAFETY: parse_to_query returns a valid analyzed Query living in the current memory
+    // context for the rest of this call.
+    unsafe {
+        let query = parse_to_query(&c_text)?;
+        if pg_sys::isQueryUsingTempRelation(query) {
+            return Err(CoreError::new(
+                ErrorKind::FeatureNotSupported,
+                "a stream table cannot read temporary tables",
+            )
+            .with_detail("A stream table outlives the session that owns a temporary table.")
+            .with_hint("Read from a regular or unlogged table instead."));
+        }
+        let has_volatile_functions = pg_sys::contain_volatile_functions(query.cast());
+        let relation_oids = referenced_relations(query);
+        let columns = output_columns(query);
+        let canonical_sql = with_search_path(SAFE_SEARCH_PATH, || {
+            CStr::from_ptr(pg_sys::pg_get_querydef(query, false))
+                .to_string_lossy()
+                .into_owned()
+        });
+        Ok(AnalyzedQuery {
+            canonical_sql,
+            relation_oids,
+            has_volatile_functions,
+            columns,
+        })
+    }
+}
+
+pub fn c_query_text(text: &str) -> PgtResult<CString> {
+    CString::new(text)
+        .map_err(|_| CoreError::new(ErrorKind::SyntaxError, "the query contains a NUL character"))
+}
+
+/// Parse `text` (one SELECT) and analyze it; the checks every defining query must pass.
+///
+/// # Safety
+/// Must run inside a transaction; the result lives in the current memory context.
+pub unsafe fn parse_to_query(c_text: &CStr) -> PgtResult<*mut pg_sys::Query> {
+    // SAFETY: raw_parser and parse_analyze_fixedparams get a NUL-terminated string that
+    // outlives them; the pointers read come from the trees they return. Server errors unwind
+    // through pgrx's guard.
     unsafe {
         let raw_list = pg_sys::raw_parser(c_text.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
         let statements = PgList::<pg_sys::RawStmt>::from_pg(raw_list);
@@ -82,28 +118,7 @@ pub fn analyze_defining_query(text: &str) -> PgtResult<AnalyzedQuery> {
             std::ptr::null_mut(),
         );
         check_query_shape(query)?;
-        if pg_sys::isQueryUsingTempRelation(query) {
-            return Err(CoreError::new(
-                ErrorKind::FeatureNotSupported,
-                "a stream table cannot read temporary tables",
-            )
-            .with_detail("A stream table outlives the session that owns a temporary table.")
-            .with_hint("Read from a regular or unlogged table instead."));
-        }
-        let has_volatile_functions = pg_sys::contain_volatile_functions(query.cast());
-        let relation_oids = referenced_relations(query);
-        let columns = output_columns(query);
-        let canonical_sql = with_search_path(SAFE_SEARCH_PATH, || {
-            CStr::from_ptr(pg_sys::pg_get_querydef(query, false))
-                .to_string_lossy()
-                .into_owned()
-        });
-        Ok(AnalyzedQuery {
-            canonical_sql,
-            relation_oids,
-            has_volatile_functions,
-            columns,
-        })
+        Ok(query)
     }
 }
 

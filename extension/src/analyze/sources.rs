@@ -48,6 +48,7 @@ pub fn resolve_sources(direct: &[pg_sys::Oid]) -> PgtResult<Vec<Dependency>> {
                     relid,
                     kind,
                     is_direct,
+                    columns: None,
                 });
             }
         }

@@ -2,7 +2,8 @@
 //! query when the new query has the same output columns. Arguments left NULL keep their value.
 
 use super::definition::{
-    check_mode_supports, check_no_cycle, record_source_dependencies, type_names,
+    check_mode_supports, check_no_cycle, dependencies_with_columns, install_hidden_columns,
+    plan_maintenance, record_source_dependencies, type_names,
 };
 use super::{check_owner, lookup_stream_table, required};
 use crate::analyze::{analyze_defining_query, resolve_sources, AnalyzedQuery};
@@ -91,7 +92,33 @@ fn alter(name: &str, changes: &Changes) -> PgtResult<()> {
             .as_ref()
             .map(|(q, a)| (*q, a.canonical_sql.as_str(), a.has_volatile_functions)),
     )?;
-    if redefined.is_some() {
+    let replan = redefined.is_some()
+        || settings.refresh_mode != st.settings.refresh_mode
+        || settings.append_only != st.settings.append_only;
+    if replan {
+        let analyzed = match redefined {
+            Some((_, analyzed)) => analyzed,
+            None => analyze_defining_query(&st.defining_query)?,
+        };
+        let maintenance = plan_maintenance(&settings, &analyzed, &st.schema, &st.name)?;
+        install_hidden_columns(&st.qualified_name(), st.relid, maintenance.plan.as_ref())?;
+        store::set_maintenance(
+            st.pgt_id,
+            maintenance.plan.as_ref().map(|p| p.strategy.name()),
+            maintenance.blocker.as_deref(),
+        )?;
+        let previously_captured = store::captured_sources(st.pgt_id)?;
+        store::set_dependencies(
+            st.pgt_id,
+            &dependencies_with_columns(&analyzed, &maintenance)?,
+        )?;
+        for source in previously_captured {
+            crate::cdc::sync_source(source)?;
+        }
+        for source in maintenance.captured.keys() {
+            crate::cdc::sync_source(pg_sys::Oid::from(*source))?;
+        }
+        store::clear_frontier(st.pgt_id)?;
         let st = store::find_by_relid(st.relid)?
             .ok_or_else(|| CoreError::internal("stream table missing from the catalog"))?;
         crate::refresh::refresh(&st)?;
@@ -130,6 +157,5 @@ fn redefine(st: &StreamTable, query: &str) -> PgtResult<AnalyzedQuery> {
     let sources = resolve_sources(&analyzed.relation_oids)?;
     check_no_cycle(st.relid, &st.qualified_name(), &sources)?;
     record_source_dependencies(st.relid, &analyzed.relation_oids);
-    store::set_dependencies(st.pgt_id, &sources)?;
     Ok(analyzed)
 }

@@ -1,9 +1,12 @@
 //! `pgtrickle.create_stream_table(name, query, ...)`: define a stream table, create its storage
 //! and fill it, all inside the caller's transaction (a rollback leaves nothing behind).
 
-use super::definition::{check_mode_supports, record_source_dependencies};
+use super::definition::{
+    check_mode_supports, dependencies_with_columns, install_hidden_columns, plan_maintenance,
+    record_source_dependencies,
+};
 use super::required;
-use crate::analyze::{analyze_defining_query, resolve_sources};
+use crate::analyze::analyze_defining_query;
 use crate::catalog::store::{self, NewStreamTable};
 use crate::catalog::StreamTableSettings;
 use crate::error::{null_argument, OrRaise, PgtResult};
@@ -70,6 +73,12 @@ fn create(
             .map(|c| c.name.clone())
             .collect::<Vec<_>>(),
     )?;
+    let maintenance = plan_maintenance(
+        settings,
+        &analyzed,
+        target.schema.as_str(),
+        target.name.as_str(),
+    )?;
 
     let table = target.to_string();
     with_search_path(SAFE_SEARCH_PATH, || {
@@ -86,18 +95,24 @@ fn create(
         &[table.as_str().into()],
     )?
     .ok_or_else(|| CoreError::internal(format!("table {table} vanished after CREATE TABLE")))?;
+    install_hidden_columns(&table, relid, maintenance.plan.as_ref())?;
     crate::guard::install(&table)?;
     record_source_dependencies(relid, &analyzed.relation_oids);
 
-    let sources = resolve_sources(&analyzed.relation_oids)?;
+    let sources = dependencies_with_columns(&analyzed, &maintenance)?;
     let pgt_id = store::insert(&NewStreamTable {
         relid,
         original_query: query,
         defining_query: &analyzed.canonical_sql,
         settings,
         has_volatile_functions: analyzed.has_volatile_functions,
+        maintenance: maintenance.plan.as_ref().map(|p| p.strategy.name()),
+        differential_blocker: maintenance.blocker.as_deref(),
     })?;
     store::set_dependencies(pgt_id, &sources)?;
+    for source in maintenance.captured.keys() {
+        crate::cdc::sync_source(pg_sys::Oid::from(*source))?;
+    }
 
     if initialize {
         let st = store::find_by_relid(relid)?

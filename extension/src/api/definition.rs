@@ -135,3 +135,160 @@ pub fn type_names(columns: &[OutputColumn]) -> PgtResult<Vec<String>> {
             .collect()
     })
 }
+
+/// How a new definition will be maintained: a plan, or why there is none.
+pub struct Maintenance {
+    pub plan: Option<pg_trickle_core::maintain::StreamPlan>,
+    /// Captured columns per source relation OID (for the dependency rows).
+    pub captured: std::collections::BTreeMap<u32, Vec<String>>,
+    pub blocker: Option<String>,
+}
+
+/// Plan differential maintenance of `analyzed` as stream table `schema.name`. An explicit
+/// DIFFERENTIAL or IMMEDIATE request for a query the engine cannot maintain is an error that
+/// names the construct; AUTO records the reason and refreshes in full. Queries that read the
+/// clock are accepted in every mode and recomputed in full on each refresh.
+pub fn plan_maintenance(
+    settings: &StreamTableSettings,
+    analyzed: &crate::analyze::AnalyzedQuery,
+    schema: &str,
+    name: &str,
+) -> PgtResult<Maintenance> {
+    let none = |blocker: Option<String>| Maintenance {
+        plan: None,
+        captured: Default::default(),
+        blocker,
+    };
+    if settings.refresh_mode == RefreshMode::Full {
+        return Ok(none(None));
+    }
+    if analyzed.has_volatile_functions {
+        return Ok(none(Some("volatile functions".into())));
+    }
+    let explicit = matches!(
+        settings.refresh_mode,
+        RefreshMode::Differential | RefreshMode::Immediate
+    );
+    let refuse = |construct: &str| {
+        CoreError::new(
+            ErrorKind::FeatureNotSupported,
+            format!(
+                "refresh mode {} cannot maintain this query: it uses {construct}",
+                settings.refresh_mode.as_str()
+            ),
+        )
+        .with_hint("Use refresh_mode => 'AUTO' (recomputes in full when needed) or 'FULL'.")
+    };
+    let lowered = match crate::analyze::lower_query(&analyzed.canonical_sql)? {
+        Ok(lowered) => lowered,
+        Err(blocker) if blocker.time_dependent || !explicit => {
+            return Ok(none(Some(blocker.construct)))
+        }
+        Err(blocker) => return Err(refuse(&blocker.construct)),
+    };
+    let relids: Vec<pg_sys::Oid> = lowered.sources.iter().map(|s| s.relid).collect();
+    let rls: bool = query_one(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                        WHERE c.oid = ANY($1) AND c.relrowsecurity
+                          AND NOT pg_catalog.pg_has_role(c.relowner, 'USAGE')
+                          AND NOT (SELECT r.rolbypassrls OR r.rolsuper FROM pg_catalog.pg_roles r
+                                   WHERE r.rolname = current_user))",
+        &[relids.into()],
+    )?
+    .unwrap_or(false);
+    if rls {
+        let construct = "a source with row-level security (changes are captured without policies)";
+        return if explicit {
+            Err(refuse(construct))
+        } else {
+            Ok(none(Some(construct.into())))
+        };
+    }
+    let visible: Vec<String> = analyzed.columns.iter().map(|c| c.name.clone()).collect();
+    match crate::refresh::build_plan(schema, name, &visible, &analyzed.canonical_sql, &lowered) {
+        Ok(plan) => {
+            let mut captured: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+            for source in &lowered.sources {
+                let cols = captured.entry(source.relid.to_u32()).or_default();
+                for c in &source.columns {
+                    if !cols.contains(c) {
+                        cols.push(c.clone());
+                    }
+                }
+            }
+            Ok(Maintenance {
+                plan: Some(plan),
+                captured,
+                blocker: None,
+            })
+        }
+        Err(reason) if explicit => Err(refuse(&reason)),
+        Err(reason) => Ok(none(Some(reason))),
+    }
+}
+
+/// Give `table` exactly the hidden columns of `plan` (none without a plan), with the row-id
+/// index.
+pub fn install_hidden_columns(
+    table: &str,
+    relid: pg_sys::Oid,
+    plan: Option<&pg_trickle_core::maintain::StreamPlan>,
+) -> PgtResult<()> {
+    let existing: Vec<String> = Spi::connect(|client| {
+        let rows = client
+            .select(
+                "SELECT attname::text FROM pg_catalog.pg_attribute
+                 WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attname LIKE '\\_\\_pgt\\_%'",
+                None,
+                &[relid.into()],
+            )
+            .map_err(crate::error::spi_error)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(
+                row.get::<String>(1)
+                    .map_err(crate::error::spi_error)?
+                    .unwrap_or_default(),
+            );
+        }
+        Ok::<_, CoreError>(out)
+    })?;
+    let mut actions: Vec<String> = existing
+        .iter()
+        .map(|c| format!("DROP COLUMN {}", pg_trickle_core::sql::quote_ident(c)))
+        .collect();
+    if let Some(plan) = plan {
+        actions.extend(plan.hidden_columns().into_iter().map(|(name, ty)| {
+            format!(
+                "ADD COLUMN {} {ty}",
+                pg_trickle_core::sql::quote_ident(&name)
+            )
+        }));
+    }
+    if actions.is_empty() {
+        return Ok(());
+    }
+    crate::pg::run(&format!("ALTER TABLE {table} {}", actions.join(", ")), &[])?;
+    if plan.is_some() {
+        crate::pg::run(
+            &format!(
+                "CREATE INDEX ON {table} ({})",
+                pg_trickle_core::maintain::ROW_ID
+            ),
+            &[],
+        )?;
+    }
+    Ok(())
+}
+
+/// The dependency rows of a definition, with the captured columns of each source.
+pub fn dependencies_with_columns(
+    analyzed: &crate::analyze::AnalyzedQuery,
+    maintenance: &Maintenance,
+) -> PgtResult<Vec<Dependency>> {
+    let mut deps = crate::analyze::resolve_sources(&analyzed.relation_oids)?;
+    for dep in &mut deps {
+        dep.columns = maintenance.captured.get(&dep.relid.to_u32()).cloned();
+    }
+    Ok(deps)
+}

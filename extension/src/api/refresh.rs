@@ -12,7 +12,17 @@ fn refresh_stream_table(name: Option<&str>) {
         let name = required(name, "name")?;
         let st = lookup_stream_table(name)?;
         check_owner(&st, "refresh")?;
-        crate::refresh::refresh(&st).map(|_| ())
+        let outcome = crate::refresh::refresh(&st)?;
+        pgrx::debug1!(
+            "pg_trickle: refreshed {} ({}{}): {} deleted, {} updated, {} inserted",
+            st.qualified_name(),
+            outcome.mode,
+            outcome.reason.map(|r| format!(", {r}")).unwrap_or_default(),
+            outcome.deleted,
+            outcome.updated,
+            outcome.inserted
+        );
+        Ok(())
     })()
     .or_raise()
 }

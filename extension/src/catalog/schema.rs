@@ -3,9 +3,11 @@
 
 pgrx::extension_sql!(
     r#"
--- Internal objects (change buffers later); never readable by PUBLIC.
+-- Change buffers and capture functions; never readable by PUBLIC.
 CREATE SCHEMA pgtrickle_changes;
 REVOKE ALL ON SCHEMA pgtrickle_changes FROM PUBLIC;
+-- Orders the change rows one transaction writes (see frontier_own_seq).
+CREATE SEQUENCE pgtrickle_changes.change_seq CACHE 100;
 GRANT USAGE ON SCHEMA pgtrickle TO PUBLIC;
 
 -- One row per stream table.
@@ -34,7 +36,12 @@ CREATE TABLE pgtrickle.pgt_stream_tables (
     last_error_message        text,
     last_error_at             timestamptz,
     last_refresh_mode         text,
+    last_refresh_reason       text,
+    maintenance               text,
+    differential_blocker      text,
     frontier                  pg_snapshot,
+    frontier_own_xid          xid8,
+    frontier_own_seq          bigint,
     frontier_lsn              pg_lsn,
     frontier_at               timestamptz,
     created_at                timestamptz NOT NULL DEFAULT now(),
@@ -45,7 +52,8 @@ COMMENT ON TABLE pgtrickle.pgt_stream_tables IS
     'pg_trickle: one row per stream table; defining_query is the schema-qualified form of original_query';
 
 -- What each stream table reads: the relations named in its query (is_direct) and, for views,
--- the relations behind them.
+-- the relations behind them. columns: for differentially maintained stream tables, the
+-- columns of the source whose changes are captured for it (NULL otherwise).
 CREATE TABLE pgtrickle.pgt_dependencies (
     pgt_id        bigint NOT NULL REFERENCES pgtrickle.pgt_stream_tables ON DELETE CASCADE,
     source_relid  oid NOT NULL,
@@ -53,6 +61,7 @@ CREATE TABLE pgtrickle.pgt_dependencies (
         CHECK (source_kind IN ('TABLE', 'PARTITIONED_TABLE', 'VIEW', 'MATERIALIZED_VIEW',
                                'FOREIGN_TABLE', 'STREAM_TABLE')),
     is_direct     boolean NOT NULL,
+    columns       name[],
     PRIMARY KEY (pgt_id, source_relid)
 );
 CREATE INDEX ON pgtrickle.pgt_dependencies (source_relid);
@@ -65,6 +74,9 @@ SELECT s.pgt_id,
        s.status,
        s.refresh_mode,
        s.last_refresh_mode,
+       s.last_refresh_reason,
+       s.maintenance,
+       s.differential_blocker,
        s.schedule,
        s.tier,
        s.created_at,

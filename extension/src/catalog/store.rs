@@ -31,6 +31,8 @@ pub struct StreamTable {
     pub column_types: Vec<String>,
     pub settings: StreamTableSettings,
     pub has_volatile_functions: bool,
+    /// The maintenance strategy whose hidden columns the table carries, if any.
+    pub maintenance: Option<String>,
 }
 
 impl StreamTable {
@@ -46,12 +48,23 @@ pub struct Dependency {
     pub relid: pg_sys::Oid,
     pub kind: String,
     pub is_direct: bool,
+    /// Columns whose changes are captured for this stream table (differential only).
+    pub columns: Option<Vec<String>>,
+}
+
+/// Where the last refresh left off: its snapshot, and the part of its own transaction's
+/// changes it had already applied (`own_xid`, up to sequence `own_seq`).
+#[derive(Debug, Clone)]
+pub struct Frontier {
+    pub snapshot: String,
+    pub own_xid: Option<String>,
+    pub own_seq: Option<i64>,
 }
 
 const SELECT_COLUMNS: &str =
     "pgt_id, pgt_relid, pgt_schema::text, pgt_name::text, defining_query, \
      column_names::text[], column_types, status, refresh_mode, schedule, tier, append_only, \
-     diamond_consistency, pooler_compatibility_mode, has_volatile_functions";
+     diamond_consistency, pooler_compatibility_mode, has_volatile_functions, maintenance";
 
 fn corrupt(what: &str) -> CoreError {
     CoreError::internal(format!("pg_trickle catalog row has an invalid {what}"))
@@ -104,6 +117,7 @@ fn load(where_clause: &str, args: &[pgrx::datum::DatumWithOid]) -> PgtResult<Vec
                 column_types: strings(7)?,
                 settings,
                 has_volatile_functions: row.get::<bool>(15).map_err(spi_error)?.unwrap_or(false),
+                maintenance: row.get::<String>(16).map_err(spi_error)?,
             });
         }
         Ok(out)
@@ -148,6 +162,30 @@ pub fn stream_table_sources(pgt_id: i64) -> PgtResult<Vec<pg_sys::Oid>> {
     })
 }
 
+/// Which of `relids` are captured sources.
+pub fn captured_among(relids: &[pg_sys::Oid]) -> PgtResult<Vec<pg_sys::Oid>> {
+    if relids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Spi::connect(|client| {
+        let rows = client
+            .select(
+                "SELECT DISTINCT source_relid FROM pgtrickle.pgt_dependencies
+                 WHERE source_relid = ANY($1) AND columns IS NOT NULL",
+                None,
+                &[relids.to_vec().into()],
+            )
+            .map_err(spi_error)?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(oid) = row.get::<pg_sys::Oid>(1).map_err(spi_error)? {
+                out.push(oid);
+            }
+        }
+        Ok(out)
+    })
+}
+
 /// Whether `relid` is a stream table.
 pub fn is_stream_table(relid: pg_sys::Oid) -> PgtResult<bool> {
     Ok(query_one::<bool>(
@@ -164,6 +202,8 @@ pub struct NewStreamTable<'a> {
     pub defining_query: &'a str,
     pub settings: &'a StreamTableSettings,
     pub has_volatile_functions: bool,
+    pub maintenance: Option<&'a str>,
+    pub differential_blocker: Option<&'a str>,
 }
 
 pub fn insert(new: &NewStreamTable) -> PgtResult<i64> {
@@ -174,14 +214,15 @@ pub fn insert(new: &NewStreamTable) -> PgtResult<i64> {
                  (pgt_relid, pgt_schema, pgt_name, original_query, defining_query,
                   column_names, column_types, refresh_mode, schedule, schedule_interval_seconds,
                   tier, append_only, diamond_consistency, pooler_compatibility_mode,
-                  has_volatile_functions, status)
+                  has_volatile_functions, maintenance, differential_blocker, status)
              SELECT c.oid, n.nspname, c.relname, $2, $3, cols.names, cols.types, $4, $5, $6,
-                    $7, $8, $9, $10, $11, 'INITIALIZING'
+                    $7, $8, $9, $10, $11, $12, $13, 'INITIALIZING'
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
                   LATERAL (SELECT array_agg(a.attname ORDER BY a.attnum) AS names,
                                   array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) AS types
                            FROM pg_attribute a
-                           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) cols
+                           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                             AND a.attname NOT LIKE '\\_\\_pgt\\_%') cols
              WHERE c.oid = $1
              RETURNING pgt_id",
             &[
@@ -196,6 +237,8 @@ pub fn insert(new: &NewStreamTable) -> PgtResult<i64> {
                 s.diamond_consistency.as_str().into(),
                 s.pooler_compatibility_mode.into(),
                 new.has_volatile_functions.into(),
+                new.maintenance.into(),
+                new.differential_blocker.into(),
             ],
         )?
         .ok_or_else(|| CoreError::internal("catalog insert returned no row"))
@@ -216,7 +259,17 @@ pub fn set_dependencies(pgt_id: i64, deps: &[Dependency]) -> PgtResult<()> {
             "INSERT INTO pgtrickle.pgt_dependencies (pgt_id, source_relid, source_kind, is_direct)
              SELECT $1, r, k, d FROM unnest($2::oid[], $3::text[], $4::bool[]) AS u(r, k, d)",
             &[pgt_id.into(), relids.into(), kinds.into(), direct.into()],
-        )
+        )?;
+        for dep in deps {
+            if let Some(columns) = &dep.columns {
+                run(
+                    "UPDATE pgtrickle.pgt_dependencies SET columns = $3::text[]::name[]
+                     WHERE pgt_id = $1 AND source_relid = $2",
+                    &[pgt_id.into(), dep.relid.into(), columns.clone().into()],
+                )?;
+            }
+        }
+        Ok(())
     })
 }
 
@@ -264,20 +317,103 @@ pub fn update_settings(
     })
 }
 
-/// Record a successful refresh: status ACTIVE, error cleared, frontier set to the snapshot and
-/// WAL position the refresh ran at.
-pub fn record_refresh_success(pgt_id: i64, mode: RefreshMode) -> PgtResult<()> {
+/// The frontier of the last refresh, if there was one.
+pub fn frontier(pgt_id: i64) -> PgtResult<Option<Frontier>> {
+    let row = Spi::connect(|client| -> PgtResult<Option<Frontier>> {
+        let rows = client
+            .select(
+                "SELECT frontier::text, frontier_own_xid::text, frontier_own_seq
+                 FROM pgtrickle.pgt_stream_tables WHERE pgt_id = $1",
+                None,
+                &[pgt_id.into()],
+            )
+            .map_err(spi_error)?;
+        for row in rows {
+            let snapshot: Option<String> = row.get(1).map_err(spi_error)?;
+            return Ok(snapshot.map(|snapshot| Frontier {
+                snapshot,
+                own_xid: row.get(2).ok().flatten(),
+                own_seq: row.get(3).ok().flatten(),
+            }));
+        }
+        Ok(None)
+    })?;
+    Ok(row)
+}
+
+/// Record a successful refresh: status ACTIVE, error cleared, the mode used and why, and the
+/// new frontier.
+pub fn record_refresh(
+    pgt_id: i64,
+    mode: &str,
+    reason: Option<&str>,
+    frontier: &Frontier,
+) -> PgtResult<()> {
     as_extension_owner(|| {
         run(
             "UPDATE pgtrickle.pgt_stream_tables
              SET status = 'ACTIVE', last_error_message = NULL, last_error_at = NULL,
-                 last_refresh_mode = $2, frontier = pg_current_snapshot(),
+                 last_refresh_mode = $2, last_refresh_reason = $3,
+                 frontier = $4::pg_snapshot, frontier_own_xid = $5::xid8, frontier_own_seq = $6,
                  frontier_lsn = CASE WHEN pg_is_in_recovery() THEN NULL
                                      ELSE pg_current_wal_insert_lsn() END,
                  frontier_at = statement_timestamp(), last_refreshed_at = clock_timestamp()
              WHERE pgt_id = $1",
-            &[pgt_id.into(), mode.as_str().into()],
+            &[
+                pgt_id.into(),
+                mode.into(),
+                reason.into(),
+                frontier.snapshot.as_str().into(),
+                frontier.own_xid.as_deref().into(),
+                frontier.own_seq.into(),
+            ],
         )
+    })
+}
+
+/// Forget the frontier, so that the next refresh recomputes in full.
+pub fn clear_frontier(pgt_id: i64) -> PgtResult<()> {
+    as_extension_owner(|| {
+        run(
+            "UPDATE pgtrickle.pgt_stream_tables
+             SET frontier = NULL, frontier_own_xid = NULL, frontier_own_seq = NULL WHERE pgt_id = $1",
+            &[pgt_id.into()],
+        )
+    })
+}
+
+/// Store the maintenance strategy (and why there is none) after the query changed.
+pub fn set_maintenance(
+    pgt_id: i64,
+    maintenance: Option<&str>,
+    blocker: Option<&str>,
+) -> PgtResult<()> {
+    as_extension_owner(|| {
+        run(
+            "UPDATE pgtrickle.pgt_stream_tables SET maintenance = $2, differential_blocker = $3 WHERE pgt_id = $1",
+            &[pgt_id.into(), maintenance.into(), blocker.into()],
+        )
+    })
+}
+
+/// Sources of `pgt_id` whose changes are captured for it.
+pub fn captured_sources(pgt_id: i64) -> PgtResult<Vec<pg_sys::Oid>> {
+    Spi::connect(|client| {
+        let rows = client
+            .select(
+                "SELECT source_relid FROM pgtrickle.pgt_dependencies
+                 WHERE pgt_id = $1 AND columns IS NOT NULL ORDER BY source_relid",
+                None,
+                &[pgt_id.into()],
+            )
+            .map_err(spi_error)?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(oid) = row.get::<pg_sys::Oid>(1).map_err(spi_error)? {
+                out.push(oid);
+            }
+        }
+        Ok(out)
     })
 }
 

@@ -1,27 +1,57 @@
-//! FULL refresh: recompute the defining query and replace the stream table's rows, in one
-//! transaction. Rows are replaced with DELETE and INSERT rather than TRUNCATE, so readers keep
-//! seeing the previous contents until the refresh commits and are never blocked by it.
+//! FULL refresh: recompute the query and replace every row, in one statement under the pinned
+//! snapshot (DELETE and INSERT as data-modifying CTEs), so readers keep seeing the previous
+//! contents until commit and the recorded frontier matches what was read. Stream tables with a
+//! maintenance plan get their hidden columns from the plan's FULL query.
 
+use super::snapshot::PinnedSnapshot;
+use super::{frontier, Outcome};
+use crate::catalog::store;
 use crate::catalog::StreamTable;
 use crate::error::PgtResult;
 use crate::guard::RefreshWritePermit;
-use crate::pg::run;
+use pg_trickle_core::maintain::StreamPlan;
 use pg_trickle_core::sql::quote_ident;
 
-pub fn refresh_full(st: &StreamTable) -> PgtResult<()> {
+pub fn refresh(
+    st: &StreamTable,
+    plan: Option<&StreamPlan>,
+    reason: Option<String>,
+) -> PgtResult<Outcome> {
     let table = st.qualified_name();
-    // EXCLUSIVE conflicts with itself and with writers, not with readers: two refreshes of the
-    // same stream table never overlap.
-    run(&format!("LOCK TABLE {table} IN EXCLUSIVE MODE"), &[])?;
-    let columns: Vec<String> = st.column_names.iter().map(|c| quote_ident(c)).collect();
-    let _permit = RefreshWritePermit::acquire();
-    run(&format!("DELETE FROM {table}"), &[])?;
-    run(
-        &format!(
-            "INSERT INTO {table} ({}) {}",
-            columns.join(", "),
-            st.defining_query
+    let (columns, query) = match plan {
+        Some(plan) => (plan.stored_columns(), plan.full_sql()),
+        None => (
+            st.column_names.iter().map(|c| quote_ident(c)).collect(),
+            st.defining_query.clone(),
         ),
-        &[],
-    )
+    };
+    let snapshot = PinnedSnapshot::take();
+    let rows = {
+        let _permit = RefreshWritePermit::acquire();
+        snapshot.query(
+            &format!(
+                "WITH del AS (DELETE FROM {table} RETURNING 1),\n\
+                 ins AS (INSERT INTO {table} ({}) {query}\nRETURNING 1)\n\
+                 SELECT (SELECT count(*) FROM del), (SELECT count(*) FROM ins)",
+                columns.join(", ")
+            ),
+            &[],
+        )?
+    };
+    let count = |i: usize| -> i64 {
+        rows.first()
+            .and_then(|r| r.get(i).cloned().flatten())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let sources = store::captured_sources(st.pgt_id)?;
+    let reached = frontier::current(&snapshot, &sources)?;
+    store::record_refresh(st.pgt_id, "FULL", reason.as_deref(), &reached)?;
+    Ok(Outcome {
+        mode: "FULL",
+        reason,
+        deleted: count(0),
+        updated: 0,
+        inserted: count(1),
+    })
 }

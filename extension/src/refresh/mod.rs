@@ -1,19 +1,98 @@
-//! Bringing a stream table up to date. Every refresh runs as the stream table's owner, inside
-//! the caller's transaction, and records its outcome in the catalog.
+//! Bringing a stream table up to date. Every refresh runs as the stream table's owner (with
+//! PostgreSQL's security-restricted-operation rules), inside the caller's transaction, under
+//! one pinned snapshot, and records its outcome and new frontier in the catalog.
+//!
+//! Which refresh runs: FULL for `refresh_mode => 'FULL'`, for queries the differential engine
+//! cannot maintain (the reason is recorded), on the first refresh, and after a source was
+//! truncated; otherwise DIFFERENTIAL, which applies only the change since the frontier.
 
+mod differential;
+mod frontier;
 mod full;
+mod snapshot;
 
+use crate::analyze::lower_query;
+use crate::catalog::store;
 use crate::catalog::StreamTable;
 use crate::error::PgtResult;
 use crate::pg::{as_role, relation_owner};
+use pg_trickle_core::maintain::StreamPlan;
 use pg_trickle_core::options::RefreshMode;
+use pg_trickle_core::CoreError;
 
-/// Refresh `st` and return the mode that ran. Until the differential engine exists every
-/// stream table is recomputed in full, whatever mode was asked for; the requested mode stays
-/// stored.
-pub fn refresh(st: &StreamTable) -> PgtResult<RefreshMode> {
+pub use differential::build_plan;
+
+/// What a refresh did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub mode: &'static str,
+    pub reason: Option<String>,
+    pub deleted: i64,
+    pub updated: i64,
+    pub inserted: i64,
+}
+
+/// Refresh `st` now.
+pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
     let owner = relation_owner(st.relid)?;
-    as_role(owner, true, || full::refresh_full(st))?;
-    crate::catalog::store::record_refresh_success(st.pgt_id, RefreshMode::Full)?;
-    Ok(RefreshMode::Full)
+    let outcome = as_role(owner, true, || refresh_as_owner(st))?;
+    for source in store::captured_sources(st.pgt_id)? {
+        crate::cdc::cleanup(source)?;
+    }
+    Ok(outcome)
+}
+
+fn refresh_as_owner(st: &StreamTable) -> PgtResult<Outcome> {
+    let table = st.qualified_name();
+    // EXCLUSIVE conflicts with itself and with writers, not with readers: two refreshes of the
+    // same stream table never overlap, and readers are never blocked.
+    crate::pg::run(&format!("LOCK TABLE {table} IN EXCLUSIVE MODE"), &[])?;
+    let plan = match &st.maintenance {
+        Some(_) => Some(planned(st)?),
+        None => None,
+    };
+    let reason = if st.settings.refresh_mode == RefreshMode::Full {
+        Some("refresh mode FULL".to_string())
+    } else if plan.is_none() {
+        Some(
+            crate::pg::query_one::<String>(
+                "SELECT differential_blocker FROM pgtrickle.pgt_stream_tables WHERE pgt_id = $1",
+                &[st.pgt_id.into()],
+            )?
+            .unwrap_or_else(|| "the query is not maintained differentially".into()),
+        )
+    } else {
+        None
+    };
+    match (&plan, reason) {
+        (Some(plan), None) => differential::refresh(st, plan),
+        (plan, reason) => full::refresh(st, plan.as_ref(), reason),
+    }
+}
+
+/// The maintenance plan of a stream table created with one.
+fn planned(st: &StreamTable) -> PgtResult<StreamPlan> {
+    match lower_query(&st.defining_query)? {
+        Ok(lowered) => build_plan(
+            &st.schema,
+            &st.name,
+            &st.column_names,
+            &st.defining_query,
+            &lowered,
+        )
+        .map_err(|reason| {
+            CoreError::internal(format!(
+                "the maintenance plan of {} no longer applies: {reason}",
+                st.qualified_name()
+            ))
+        }),
+        Err(blocker) if blocker.time_dependent => {
+            Err(CoreError::internal("time-dependent query with a plan"))
+        }
+        Err(blocker) => Err(CoreError::internal(format!(
+            "the maintenance plan of {} no longer applies: {}",
+            st.qualified_name(),
+            blocker.construct
+        ))),
+    }
 }

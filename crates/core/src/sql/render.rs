@@ -28,7 +28,8 @@ pub struct Rendered {
 }
 
 impl Rendered {
-    /// `WITH ... SELECT ...`, with `extra_ctes` after the delta CTEs.
+    /// The `WITH name AS MATERIALIZED (...), ...` prefix (empty without CTEs), with
+    /// `extra_ctes` after the delta CTEs. The caller appends the main statement.
     pub fn with_ctes(&self, extra_ctes: &[(String, String)]) -> String {
         let all: Vec<String> = self
             .ctes
@@ -37,7 +38,7 @@ impl Rendered {
             .map(|(name, body)| format!("{name} AS MATERIALIZED (\n{body}\n)"))
             .collect();
         if all.is_empty() {
-            self.body.clone()
+            String::new()
         } else {
             format!("WITH {}\n", all.join(",\n"))
         }

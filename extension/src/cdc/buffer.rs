@@ -1,0 +1,247 @@
+//! The change buffer of one source: creating it with the tracked columns, keeping its columns
+//! in step with what dependants read, and deleting consumed rows.
+
+use super::triggers;
+use crate::error::{spi_error, PgtResult};
+use crate::pg::{as_extension_owner, query_one, run};
+use pg_trickle_core::sql::{quote_ident, QualifiedName};
+use pgrx::prelude::*;
+
+static SETTING_UP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// While alive, this backend is changing capture objects itself, and the DDL checks on capture
+/// triggers stand aside (they judge users' DDL, not a half-built capture).
+struct CaptureSetup(());
+
+impl CaptureSetup {
+    fn begin() -> Self {
+        SETTING_UP.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        CaptureSetup(())
+    }
+}
+
+impl Drop for CaptureSetup {
+    fn drop(&mut self) {
+        SETTING_UP.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Whether this backend is in the middle of setting up or removing capture.
+pub fn setting_up() -> bool {
+    SETTING_UP.load(std::sync::atomic::Ordering::SeqCst) > 0
+}
+
+/// The buffer of source `relid`.
+pub fn buffer_name(relid: pg_sys::Oid) -> QualifiedName {
+    QualifiedName::new("pgtrickle_changes", format!("changes_{}", relid.to_u32()))
+}
+
+/// A column the buffer tracks: name and type (schema-qualified spelling).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracked {
+    pub name: String,
+    pub type_name: String,
+}
+
+fn tracked_columns(relid: pg_sys::Oid) -> PgtResult<Vec<Tracked>> {
+    Spi::connect(|client| {
+        let rows = client
+            .select(
+                "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod)
+                 FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+                   AND a.attname IN (SELECT unnest(d.columns) FROM pgtrickle.pgt_dependencies d
+                                     WHERE d.source_relid = $1 AND d.columns IS NOT NULL)
+                 ORDER BY a.attnum",
+                None,
+                &[relid.into()],
+            )
+            .map_err(spi_error)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(Tracked {
+                name: row.get::<String>(1).map_err(spi_error)?.unwrap_or_default(),
+                type_name: row.get::<String>(2).map_err(spi_error)?.unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// Columns the buffer has now (besides its own `__pgt_*` columns), with their types.
+fn buffer_columns(relid: pg_sys::Oid) -> PgtResult<Vec<Tracked>> {
+    let buffer = buffer_name(relid).to_string();
+    Spi::connect(|client| {
+        let rows = client
+            .select(
+                "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod)
+                 FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+                   AND a.attname NOT LIKE '\\_\\_pgt\\_%'",
+                None,
+                &[buffer.as_str().into()],
+            )
+            .map_err(spi_error)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(Tracked {
+                name: row.get::<String>(1).map_err(spi_error)?.unwrap_or_default(),
+                type_name: row.get::<String>(2).map_err(spi_error)?.unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// Whether source `relid` has a differentially maintained dependant, and whether all of them
+/// declared it append-only.
+fn dependants(relid: pg_sys::Oid) -> PgtResult<Option<bool>> {
+    query_one::<bool>(
+        "SELECT bool_and(s.append_only) FROM pgtrickle.pgt_dependencies d
+         JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
+         WHERE d.source_relid = $1 AND d.columns IS NOT NULL",
+        &[relid.into()],
+    )
+}
+
+/// Bring the capture of `relid` in line with its dependants: create or widen the buffer and
+/// (re)write the capture function, or remove everything when no dependant needs it. Writers
+/// of the source are waited for first, so that no transaction keeps writing with an older
+/// capture function once this one commits.
+pub fn sync_source(relid: pg_sys::Oid) -> PgtResult<()> {
+    let _setup = CaptureSetup::begin();
+    as_extension_owner(|| {
+        let exists = query_one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = $1)",
+            &[relid.into()],
+        )?
+        .unwrap_or(false);
+        let append_only = dependants(relid)?;
+        let buffer = buffer_name(relid);
+        let (Some(append_only), true) = (append_only, exists) else {
+            return remove(relid, exists);
+        };
+        let source: String =
+            query_one("SELECT $1::pg_catalog.regclass::text", &[relid.into()])?.unwrap_or_default();
+        run(
+            &format!("LOCK TABLE {source} IN SHARE ROW EXCLUSIVE MODE"),
+            &[],
+        )?;
+        run(
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {buffer} (
+                     __pgt_xid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+                     __pgt_seq bigint NOT NULL DEFAULT pg_catalog.nextval('pgtrickle_changes.change_seq'),
+                     __pgt_weight smallint NOT NULL,
+                     __pgt_reset boolean NOT NULL DEFAULT false)"
+            ),
+            &[],
+        )?;
+        run(
+            &format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {buffer} (__pgt_xid)",
+                quote_ident(&format!("changes_{}_xid", relid.to_u32()))
+            ),
+            &[],
+        )?;
+        let wanted = tracked_columns(relid)?;
+        let present = buffer_columns(relid)?;
+        for column in &wanted {
+            let name = quote_ident(&column.name);
+            match present.iter().find(|p| p.name == column.name) {
+                None => run(
+                    &format!(
+                        "ALTER TABLE {buffer} ADD COLUMN {name} {}",
+                        column.type_name
+                    ),
+                    &[],
+                )?,
+                Some(p) if p.type_name != column.type_name => run(
+                    &format!(
+                        "ALTER TABLE {buffer} ALTER COLUMN {name} TYPE {t} USING {name}::{t}",
+                        t = column.type_name
+                    ),
+                    &[],
+                )?,
+                Some(_) => {}
+            }
+        }
+        triggers::install(relid, &source, &buffer, &wanted, append_only)?;
+        // dependants' owners read the buffer during their refreshes
+        run(
+            &format!(
+                "DO $grant$ DECLARE r record; BEGIN
+                   FOR r IN SELECT DISTINCT c.relowner::pg_catalog.regrole::text AS owner
+                            FROM pgtrickle.pgt_dependencies d
+                            JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
+                            JOIN pg_catalog.pg_class c ON c.oid = s.pgt_relid
+                            WHERE d.source_relid = {oid} AND d.columns IS NOT NULL LOOP
+                     EXECUTE pg_catalog.format('GRANT SELECT ON {buffer} TO %s', r.owner);
+                   END LOOP; END $grant$",
+                oid = relid.to_u32()
+            ),
+            &[],
+        )
+    })
+}
+
+fn remove(relid: pg_sys::Oid, source_exists: bool) -> PgtResult<()> {
+    if source_exists {
+        triggers::remove(relid)?;
+    }
+    run(
+        &format!(
+            "DROP FUNCTION IF EXISTS {}()",
+            triggers::function_name(relid)
+        ),
+        &[],
+    )?;
+    run(&format!("DROP TABLE IF EXISTS {}", buffer_name(relid)), &[])
+}
+
+/// Remove the capture of every source that no longer has a differential dependant.
+pub fn prune_unused() -> PgtResult<()> {
+    let orphans: Vec<pg_sys::Oid> = as_extension_owner(|| {
+        Spi::connect(|client| {
+            let rows = client
+                .select(
+                    "SELECT substr(c.relname, 9)::oid FROM pg_catalog.pg_class c
+                     WHERE c.relnamespace = 'pgtrickle_changes'::regnamespace AND c.relkind = 'r'
+                       AND c.relname ~ '^changes_[0-9]+$'
+                       AND NOT EXISTS (SELECT 1 FROM pgtrickle.pgt_dependencies d
+                                       WHERE d.source_relid = substr(c.relname, 9)::oid
+                                         AND d.columns IS NOT NULL)",
+                    None,
+                    &[],
+                )
+                .map_err(spi_error)?;
+            let mut out = Vec::new();
+            for row in rows {
+                if let Some(oid) = row.get::<pg_sys::Oid>(1).map_err(spi_error)? {
+                    out.push(oid);
+                }
+            }
+            Ok(out)
+        })
+    })?;
+    for relid in orphans {
+        sync_source(relid)?;
+    }
+    Ok(())
+}
+
+/// Delete the rows of `relid`'s buffer that every dependant's frontier has passed.
+pub fn cleanup(relid: pg_sys::Oid) -> PgtResult<()> {
+    as_extension_owner(|| {
+        run(
+            &format!(
+                "DELETE FROM {} b WHERE b.__pgt_xid < (
+                     SELECT min(pg_catalog.pg_snapshot_xmin(s.frontier))
+                     FROM pgtrickle.pgt_dependencies d JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
+                     WHERE d.source_relid = $1 AND d.columns IS NOT NULL HAVING bool_and(s.frontier IS NOT NULL))",
+                buffer_name(relid)
+            ),
+            &[relid.into()],
+        )
+    })
+}

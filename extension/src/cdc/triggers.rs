@@ -1,0 +1,135 @@
+//! The capture function and triggers of one source. The function is generated per source
+//! (it names the buffer and the tracked columns) and is SECURITY DEFINER: it runs as the
+//! extension's owner because the users writing to the source cannot write to the buffer, which
+//! is not readable by PUBLIC. Its search_path is pinned, and it contains no user-supplied text.
+
+use super::buffer::Tracked;
+use crate::error::PgtResult;
+use crate::pg::{query_one, run};
+use pg_trickle_core::sql::{quote_ident, QualifiedName};
+use pgrx::prelude::*;
+
+pub const CAPTURE_TRIGGER_PREFIX: &str = "__pgt_capture_";
+
+pub fn function_name(relid: pg_sys::Oid) -> QualifiedName {
+    QualifiedName::new("pgtrickle_changes", format!("capture_{}", relid.to_u32()))
+}
+
+fn function_body(buffer: &QualifiedName, columns: &[Tracked], append_only: bool) -> String {
+    let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let list = |prefix: &str| {
+        names
+            .iter()
+            .map(|n| format!(", {prefix}{n}"))
+            .collect::<String>()
+    };
+    let reset = format!("INSERT INTO {buffer} (__pgt_weight, __pgt_reset) VALUES (0, true);");
+    let insert = format!(
+        "INSERT INTO {buffer} (__pgt_weight{}) SELECT 1{} FROM __pgt_new n;",
+        list(""),
+        list("n.")
+    );
+    let delete = format!(
+        "INSERT INTO {buffer} (__pgt_weight{}) SELECT -1{} FROM __pgt_old o;",
+        list(""),
+        list("o.")
+    );
+    let update = if names.is_empty() {
+        String::new()
+    } else {
+        let cols = names.join(", ");
+        format!(
+            "INSERT INTO {buffer} (__pgt_weight{l})
+               SELECT -1{l} FROM (SELECT {cols} FROM __pgt_old EXCEPT ALL SELECT {cols} FROM __pgt_new) x
+               UNION ALL
+               SELECT 1{l} FROM (SELECT {cols} FROM __pgt_new EXCEPT ALL SELECT {cols} FROM __pgt_old) y;",
+            l = list("")
+        )
+    };
+    let (on_update, on_delete) = if append_only {
+        (reset.clone(), reset.clone())
+    } else {
+        (update, delete)
+    };
+    format!(
+        "BEGIN
+           IF TG_OP = 'INSERT' THEN {insert}
+           ELSIF TG_OP = 'UPDATE' THEN {on_update}
+           ELSIF TG_OP = 'DELETE' THEN {on_delete}
+           ELSE {reset}
+           END IF;
+           RETURN NULL;
+         END"
+    )
+}
+
+/// (Re)write the capture function and create the triggers that are missing.
+pub fn install(
+    relid: pg_sys::Oid,
+    source: &str,
+    buffer: &QualifiedName,
+    columns: &[Tracked],
+    append_only: bool,
+) -> PgtResult<()> {
+    let function = function_name(relid);
+    run(
+        &format!(
+            "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql
+             SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+             AS $pgt_capture$ {} $pgt_capture$",
+            function_body(buffer, columns, append_only)
+        ),
+        &[],
+    )?;
+    run(
+        &format!("REVOKE ALL ON FUNCTION {function}() FROM PUBLIC"),
+        &[],
+    )?;
+    let triggers = [
+        ("ins", "INSERT", "REFERENCING NEW TABLE AS __pgt_new"),
+        (
+            "upd",
+            "UPDATE",
+            "REFERENCING OLD TABLE AS __pgt_old NEW TABLE AS __pgt_new",
+        ),
+        ("del", "DELETE", "REFERENCING OLD TABLE AS __pgt_old"),
+        ("trunc", "TRUNCATE", ""),
+    ];
+    let mut enable = Vec::new();
+    for (suffix, event, referencing) in triggers {
+        let name = format!("{CAPTURE_TRIGGER_PREFIX}{suffix}");
+        let exists = query_one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2)",
+            &[relid.into(), name.as_str().into()],
+        )?
+        .unwrap_or(false);
+        if !exists {
+            run(
+                &format!(
+                    "CREATE TRIGGER {name} AFTER {event} ON {source} {referencing} \
+                     FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+                ),
+                &[],
+            )?;
+            enable.push(format!("ENABLE ALWAYS TRIGGER {name}"));
+        }
+    }
+    if !enable.is_empty() {
+        // one statement, so the DDL checks never see a partial set; ALWAYS so that what
+        // logical replication applies is captured too
+        run(&format!("ALTER TABLE {source} {}", enable.join(", ")), &[])?;
+    }
+    Ok(())
+}
+
+pub fn remove(relid: pg_sys::Oid) -> PgtResult<()> {
+    let source: String =
+        query_one("SELECT $1::pg_catalog.regclass::text", &[relid.into()])?.unwrap_or_default();
+    for suffix in ["ins", "upd", "del", "trunc"] {
+        run(
+            &format!("DROP TRIGGER IF EXISTS {CAPTURE_TRIGGER_PREFIX}{suffix} ON {source}"),
+            &[],
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! DIFFERENTIAL refresh: find which sources changed since the frontier, build the delta of the
+//! strategy's input with the core's rules (dropping the terms of unchanged sources), and apply
+//! it with the strategy's statement, all under the pinned snapshot. With no change, only the
+//! frontier moves.
+
+use super::snapshot::{Param, PinnedSnapshot, Rows};
+use super::{frontier, full, Outcome};
+use crate::analyze::Lowered;
+use crate::catalog::store;
+use crate::catalog::StreamTable;
+use crate::cdc::buffer_name;
+use crate::error::PgtResult;
+use crate::guard::RefreshWritePermit;
+use pg_trickle_core::dvm::{delta, prune};
+use pg_trickle_core::maintain::shape::choose;
+use pg_trickle_core::maintain::{Apply, StreamPlan};
+use pg_trickle_core::sql::render::SourceSql;
+use pg_trickle_core::sql::{Ident, QualifiedName};
+
+/// The maintenance plan for a lowered query, or why none fits.
+pub fn build_plan(
+    schema: &str,
+    name: &str,
+    visible: &[String],
+    canonical: &str,
+    lowered: &Lowered,
+) -> Result<StreamPlan, String> {
+    let (body, strategy) = choose(&lowered.shape)?;
+    let sources = lowered
+        .sources
+        .iter()
+        .map(|s| SourceSql {
+            relation: QualifiedName::new(&s.schema, &s.name),
+            columns: s.columns.iter().map(Ident::new).collect(),
+            buffer: buffer_name(s.relid),
+            window: "false".into(),
+        })
+        .collect();
+    Ok(StreamPlan {
+        table: QualifiedName::new(schema, name),
+        visible: visible.iter().map(Ident::new).collect(),
+        sources,
+        body,
+        strategy,
+        canonical_sql: canonical.to_string(),
+    })
+}
+
+fn counts(rows: &Rows) -> (i64, i64, i64) {
+    let get = |i: usize| -> i64 {
+        rows.first()
+            .and_then(|r| r.get(i).cloned().flatten())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (get(0), get(1), get(2))
+}
+
+pub fn refresh(st: &StreamTable, plan: &StreamPlan) -> PgtResult<Outcome> {
+    let Some(previous) = store::frontier(st.pgt_id)? else {
+        return full::refresh(st, Some(plan), Some("first refresh".into()));
+    };
+    let snapshot = PinnedSnapshot::take();
+    let window = frontier::window(&previous);
+    let checks: Vec<String> = plan
+        .sources
+        .iter()
+        .flat_map(|s| {
+            [
+                format!(
+                    "EXISTS (SELECT 1 FROM {} b WHERE {window} AND NOT b.__pgt_reset)",
+                    s.buffer
+                ),
+                format!(
+                    "EXISTS (SELECT 1 FROM {} b WHERE {window} AND b.__pgt_reset)",
+                    s.buffer
+                ),
+            ]
+        })
+        .collect();
+    let flags: Vec<bool> = snapshot
+        .query(&format!("SELECT {}", checks.join(", ")), &[])?
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.as_deref() == Some("t"))
+        .collect();
+    let changed: Vec<bool> = flags.iter().step_by(2).copied().collect();
+    if flags.iter().skip(1).step_by(2).any(|reset| *reset) {
+        drop(snapshot);
+        return full::refresh(
+            st,
+            Some(plan),
+            Some("a source was truncated, or updated although declared append-only".into()),
+        );
+    }
+    let relids = store::captured_sources(st.pgt_id)?;
+    let Some(delta_body) = prune(&delta(&plan.body), &|s| {
+        changed.get(s).copied().unwrap_or(false)
+    }) else {
+        let reached = frontier::current(&snapshot, &relids)?;
+        store::record_refresh(st.pgt_id, "NOOP", Some("no changes"), &reached)?;
+        return Ok(Outcome {
+            mode: "NOOP",
+            reason: None,
+            deleted: 0,
+            updated: 0,
+            inserted: 0,
+        });
+    };
+    let mut windowed = plan.clone();
+    for source in &mut windowed.sources {
+        source.window = window.clone();
+    }
+    let rows = match windowed.apply(&delta_body) {
+        Apply::Statement(sql) => {
+            let _permit = RefreshWritePermit::acquire();
+            snapshot.query(&sql, &[])?
+        }
+        Apply::TwoPhase {
+            keys_sql,
+            apply_sql,
+            key_count,
+        } => {
+            let keys = snapshot.query(&keys_sql, &[])?;
+            if keys.is_empty() {
+                Vec::new()
+            } else {
+                let mut params: Vec<Param> = (0..key_count)
+                    .map(|i| {
+                        Param::new(
+                            keys.iter()
+                                .map(|row| row.get(i).cloned().flatten())
+                                .collect::<Vec<_>>(),
+                        )
+                    })
+                    .collect();
+                params.extend((0..key_count).map(|i| {
+                    Param::new(
+                        keys.iter()
+                            .any(|row| row.get(i).is_none_or(Option::is_none)),
+                    )
+                }));
+                let _permit = RefreshWritePermit::acquire();
+                snapshot.query(&apply_sql, &params)?
+            }
+        }
+    };
+    let (deleted, updated, inserted) = counts(&rows);
+    let reached = frontier::current(&snapshot, &relids)?;
+    store::record_refresh(st.pgt_id, "DIFFERENTIAL", None, &reached)?;
+    Ok(Outcome {
+        mode: "DIFFERENTIAL",
+        reason: None,
+        deleted,
+        updated,
+        inserted,
+    })
+}

@@ -1,0 +1,119 @@
+//! Running every statement of one refresh under one snapshot (`SPI_execute_snapshot`), so that
+//! the change window, the sources' contents read by join terms and the recorded frontier all
+//! describe the same moment, also under READ COMMITTED where each statement would otherwise
+//! take a newer snapshot.
+
+use crate::error::PgtResult;
+use pg_trickle_core::CoreError;
+use pgrx::datum::IntoDatum;
+use pgrx::prelude::*;
+use std::ffi::{CStr, CString};
+
+/// A registered snapshot; unregistered when dropped.
+pub struct PinnedSnapshot {
+    snapshot: pg_sys::Snapshot,
+}
+
+/// A statement parameter: its type and value.
+pub struct Param {
+    pub type_oid: pg_sys::Oid,
+    pub value: Option<pg_sys::Datum>,
+}
+
+impl Param {
+    pub fn new<T: IntoDatum>(value: T) -> Param {
+        Param {
+            type_oid: T::type_oid(),
+            value: value.into_datum(),
+        }
+    }
+}
+
+pub type Rows = Vec<Vec<Option<String>>>;
+
+impl PinnedSnapshot {
+    /// The transaction's current snapshot (a new one under READ COMMITTED).
+    pub fn take() -> PinnedSnapshot {
+        // SAFETY: GetTransactionSnapshot returns a valid snapshot inside a transaction;
+        // RegisterSnapshot copies it and keeps it alive until UnregisterSnapshot.
+        let snapshot = unsafe { pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot()) };
+        PinnedSnapshot { snapshot }
+    }
+
+    /// Run `sql` under this snapshot (seeing this transaction's earlier writes, and firing
+    /// triggers), returning every row with each column as text.
+    pub fn query(&self, sql: &str, params: &[Param]) -> PgtResult<Rows> {
+        let c_sql =
+            CString::new(sql).map_err(|_| CoreError::internal("generated SQL contains a NUL"))?;
+        pgrx::debug2!("pg_trickle refresh statement: {sql}");
+        let mut types: Vec<pg_sys::Oid> = params.iter().map(|p| p.type_oid).collect();
+        let mut values: Vec<pg_sys::Datum> = params
+            .iter()
+            .map(|p| p.value.unwrap_or(pg_sys::Datum::from(0)))
+            .collect();
+        let nulls: Vec<std::ffi::c_char> = params
+            .iter()
+            .map(|p| {
+                if p.value.is_some() {
+                    b' ' as _
+                } else {
+                    b'n' as _
+                }
+            })
+            .collect();
+        Spi::connect_mut(|_client| {
+            // SAFETY: SPI is connected for the closure; the plan, argument arrays and snapshot
+            // outlive the calls; result tuples are read before the connection closes.
+            unsafe {
+                let plan =
+                    pg_sys::SPI_prepare(c_sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
+                if plan.is_null() {
+                    return Err(CoreError::internal(format!(
+                        "SPI_prepare failed for: {sql}"
+                    )));
+                }
+                let rc = pg_sys::SPI_execute_snapshot(
+                    plan,
+                    values.as_mut_ptr(),
+                    nulls.as_ptr(),
+                    self.snapshot,
+                    std::ptr::null_mut(),
+                    false,
+                    true,
+                    0,
+                );
+                if rc < 0 {
+                    return Err(CoreError::internal(format!(
+                        "SPI_execute_snapshot returned {rc} for: {sql}"
+                    )));
+                }
+                let mut rows = Vec::new();
+                let table = pg_sys::SPI_tuptable;
+                if !table.is_null() {
+                    let natts = (*(*table).tupdesc).natts;
+                    for i in 0..pg_sys::SPI_processed as usize {
+                        let tuple = *(*table).vals.add(i);
+                        let mut row = Vec::with_capacity(natts as usize);
+                        for col in 1..=natts {
+                            let text = pg_sys::SPI_getvalue(tuple, (*table).tupdesc, col);
+                            row.push(
+                                (!text.is_null())
+                                    .then(|| CStr::from_ptr(text).to_string_lossy().into_owned()),
+                            );
+                        }
+                        rows.push(row);
+                    }
+                }
+                pg_sys::SPI_freeplan(plan);
+                Ok(rows)
+            }
+        })
+    }
+}
+
+impl Drop for PinnedSnapshot {
+    fn drop(&mut self) {
+        // SAFETY: registered in `take`, unregistered once.
+        unsafe { pg_sys::UnregisterSnapshot(self.snapshot) }
+    }
+}
