@@ -6,8 +6,9 @@ use postgres::Client;
 
 /// Assert that `stream_table` holds exactly the rows of `query`.
 pub fn assert_oracle(client: &mut Client, stream_table: &str, query: &str) {
-    let extra_sql = format!("SELECT * FROM {stream_table} EXCEPT ALL ({query})");
-    let missing_sql = format!("({query}) EXCEPT ALL SELECT * FROM {stream_table}");
+    let columns = visible_columns(client, stream_table);
+    let extra_sql = format!("SELECT {columns} FROM {stream_table} EXCEPT ALL ({query})");
+    let missing_sql = format!("({query}) EXCEPT ALL SELECT {columns} FROM {stream_table}");
     let count = |client: &mut Client, sql: &str| -> i64 {
         client
             .query_one(&format!("SELECT count(*) FROM ({sql}) AS d"), &[])
@@ -32,10 +33,25 @@ pub fn assert_oracle(client: &mut Client, stream_table: &str, query: &str) {
     };
     panic!(
         "ORACLE MISMATCH for {stream_table}: {extra} rows too many, {missing} rows missing\n\
-         -- reproduce:\n{query};\nSELECT * FROM {stream_table};\n\
+         -- reproduce:\n{query};\nSELECT {columns} FROM {stream_table};\n\
          -- rows in the stream table but not in the query:\n  {}\n\
          -- rows in the query but not in the stream table:\n  {}",
         sample(client, &extra_sql),
         sample(client, &missing_sql)
     );
+}
+
+/// The visible columns of a stream table (its hidden `__pgt_*` columns are not part of the
+/// result), or `*` for a plain table.
+fn visible_columns(client: &mut Client, table: &str) -> String {
+    client
+        .query_one(
+            "SELECT string_agg(quote_ident(c.name), ', ' ORDER BY c.n)
+             FROM pgtrickle.pgt_stream_tables s, unnest(s.column_names) WITH ORDINALITY AS c(name, n)
+             WHERE s.pgt_relid = to_regclass($1)",
+            &[&table],
+        )
+        .ok()
+        .and_then(|row| row.get::<_, Option<String>>(0))
+        .unwrap_or_else(|| "*".to_string())
 }

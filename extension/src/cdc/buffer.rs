@@ -176,6 +176,7 @@ pub fn sync_source(relid: pg_sys::Oid) -> PgtResult<()> {
                             JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
                             JOIN pg_catalog.pg_class c ON c.oid = s.pgt_relid
                             WHERE d.source_relid = {oid} AND d.columns IS NOT NULL LOOP
+                     EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA pgtrickle_changes TO %s', r.owner);
                      EXECUTE pg_catalog.format('GRANT SELECT ON {buffer} TO %s', r.owner);
                    END LOOP; END $grant$",
                 oid = relid.to_u32()
@@ -236,7 +237,7 @@ pub fn cleanup(relid: pg_sys::Oid) -> PgtResult<()> {
         run(
             &format!(
                 "DELETE FROM {} b WHERE b.__pgt_xid < (
-                     SELECT min(pg_catalog.pg_snapshot_xmin(s.frontier))
+                     SELECT min(LEAST(pg_catalog.pg_snapshot_xmin(s.frontier), s.frontier_own_xid))
                      FROM pgtrickle.pgt_dependencies d JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
                      WHERE d.source_relid = $1 AND d.columns IS NOT NULL HAVING bool_and(s.frontier IS NOT NULL))",
                 buffer_name(relid)

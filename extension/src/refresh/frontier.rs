@@ -2,7 +2,8 @@
 //!
 //! A change row belongs to the window of a refresh when it is visible to the refresh's pinned
 //! snapshot (MVCC does that part) and was not visible to the previous refresh: not visible in
-//! the stored frontier snapshot, and not one of the stored transaction's own rows already
+//! the stored frontier snapshot (the frontier's own transaction excepted: a snapshot does not
+//! list itself as in progress), and not one of the stored transaction's own rows already
 //! applied (a refresh inside a transaction that also wrote to a source applies that
 //! transaction's earlier rows; its later rows have a higher sequence number). A transaction
 //! still open at the previous refresh is in the frontier's in-progress list, so its rows are
@@ -22,19 +23,23 @@ pub fn window(frontier: &Frontier) -> String {
         "{}::pg_catalog.pg_snapshot",
         quote_literal(&frontier.snapshot)
     );
-    let own = match (&frontier.own_xid, frontier.own_seq) {
-        (Some(xid), Some(seq)) => {
+    match &frontier.own_xid {
+        // A snapshot does not list its own transaction as in progress, so visibility alone
+        // would count all of that transaction's rows as seen, even those written after.
+        Some(xid) => {
+            let xid = format!("{}::pg_catalog.xid8", quote_literal(xid));
+            let seq = frontier.own_seq.unwrap_or(0);
             format!(
-                " OR (b.__pgt_xid = {}::pg_catalog.xid8 AND b.__pgt_seq <= {seq})",
-                quote_literal(xid)
+                "b.__pgt_xid >= LEAST(pg_catalog.pg_snapshot_xmin({snap}), {xid}) \
+                 AND NOT ((b.__pgt_xid <> {xid} AND pg_catalog.pg_visible_in_snapshot(b.__pgt_xid, {snap})) \
+                          OR (b.__pgt_xid = {xid} AND b.__pgt_seq <= {seq}))"
             )
         }
-        _ => String::new(),
-    };
-    format!(
-        "b.__pgt_xid >= pg_catalog.pg_snapshot_xmin({snap}) \
-         AND NOT (pg_catalog.pg_visible_in_snapshot(b.__pgt_xid, {snap}){own})"
-    )
+        None => format!(
+            "b.__pgt_xid >= pg_catalog.pg_snapshot_xmin({snap}) \
+             AND NOT pg_catalog.pg_visible_in_snapshot(b.__pgt_xid, {snap})"
+        ),
+    }
 }
 
 /// The frontier this refresh reaches: its snapshot, and this transaction's own change rows in
