@@ -2,35 +2,18 @@
 //! (`EXCEPT ALL` in both directions over the visible columns). On a mismatch the panic message
 //! is a self-contained reproduction: the query, and the rows on each side that the other lacks.
 
-use postgres::Client;
+use postgres::GenericClient;
 
 /// Assert that `stream_table` holds exactly the rows of `query`.
-pub fn assert_oracle(client: &mut Client, stream_table: &str, query: &str) {
+pub fn assert_oracle(client: &mut impl GenericClient, stream_table: &str, query: &str) {
     let columns = visible_columns(client, stream_table);
     let extra_sql = format!("SELECT {columns} FROM {stream_table} EXCEPT ALL ({query})");
     let missing_sql = format!("({query}) EXCEPT ALL SELECT {columns} FROM {stream_table}");
-    let count = |client: &mut Client, sql: &str| -> i64 {
-        client
-            .query_one(&format!("SELECT count(*) FROM ({sql}) AS d"), &[])
-            .unwrap_or_else(|e| panic!("oracle query failed: {e}\n{sql}"))
-            .get(0)
-    };
     let extra = count(client, &extra_sql);
     let missing = count(client, &missing_sql);
     if extra == 0 && missing == 0 {
         return;
     }
-    let sample = |client: &mut Client, sql: &str| -> String {
-        client
-            .query(&format!("SELECT d::text FROM ({sql}) AS d LIMIT 10"), &[])
-            .map(|rows| {
-                rows.iter()
-                    .map(|r| r.get::<_, String>(0))
-                    .collect::<Vec<_>>()
-                    .join("\n  ")
-            })
-            .unwrap_or_default()
-    };
     panic!(
         "ORACLE MISMATCH for {stream_table}: {extra} rows too many, {missing} rows missing\n\
          -- reproduce:\n{query};\nSELECT {columns} FROM {stream_table};\n\
@@ -41,9 +24,28 @@ pub fn assert_oracle(client: &mut Client, stream_table: &str, query: &str) {
     );
 }
 
+fn count(client: &mut impl GenericClient, sql: &str) -> i64 {
+    client
+        .query_one(&format!("SELECT count(*) FROM ({sql}) AS d"), &[])
+        .unwrap_or_else(|e| panic!("oracle query failed: {e}\n{sql}"))
+        .get(0)
+}
+
+fn sample(client: &mut impl GenericClient, sql: &str) -> String {
+    client
+        .query(&format!("SELECT d::text FROM ({sql}) AS d LIMIT 10"), &[])
+        .map(|rows| {
+            rows.iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        })
+        .unwrap_or_default()
+}
+
 /// The visible columns of a stream table (its hidden `__pgt_*` columns are not part of the
 /// result), or `*` for a plain table.
-fn visible_columns(client: &mut Client, table: &str) -> String {
+fn visible_columns(client: &mut impl GenericClient, table: &str) -> String {
     client
         .query_one(
             "SELECT string_agg(quote_ident(c.name), ', ' ORDER BY c.n)

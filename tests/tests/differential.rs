@@ -1,0 +1,345 @@
+//! DIFFERENTIAL refresh against the oracle: many query shapes (filters, projections, joins of
+//! two to four tables, non-equi and self joins, LEFT and RIGHT joins with NULL-extended rows
+//! appearing and disappearing, grouping with every kind of aggregate, HAVING, DISTINCT,
+//! DISTINCT ON, keyless duplicates, a stream table over a stream table), fifty rounds of random
+//! DML with NULLs, duplicates and key-changing updates, a refresh after each round, and a
+//! check that the differential path ran rather than a full recompute.
+
+use pg_trickle_tests::{assert_oracle, TestDb};
+use postgres::Client;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const SCHEMA: &str = "
+CREATE TABLE regions (name text PRIMARY KEY, zone text);
+CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, region text, tier text);
+CREATE TABLE products (id int PRIMARY KEY, cat text, price numeric(8,2));
+CREATE TABLE orders (id int PRIMARY KEY, cid int, pid int, qty int NOT NULL, amount numeric(10,2),
+                     note text, payload jsonb);
+INSERT INTO regions VALUES ('north', 'z1'), ('south', 'z1'), ('east', 'z2');
+INSERT INTO customers SELECT i, 'c' || i, (ARRAY['north', 'south', 'east', NULL])[1 + i % 4], (ARRAY['gold', 'std'])[1 + i % 2]
+  FROM generate_series(1, 12) i;
+INSERT INTO products SELECT i, (ARRAY['a', 'b', NULL])[1 + i % 3], (i * 3.5)::numeric(8,2) FROM generate_series(1, 6) i;
+INSERT INTO orders SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE 1 + i % 14 END, 1 + i % 6, 1 + i % 5,
+  CASE WHEN i % 5 = 0 THEN NULL ELSE (i * 1.25)::numeric(10,2) END, (ARRAY['a', 'b', NULL, 'c'])[1 + i % 4],
+  jsonb_build_object('k', i % 4)
+  FROM generate_series(1, 40) i;
+";
+
+/// (name, query): each is created with refresh_mode => 'DIFFERENTIAL'.
+const QUERIES: &[(&str, &str)] = &[
+    ("d_filter", "SELECT id, qty * 2 AS q2, note FROM orders WHERE qty > 2"),
+    ("d_join2", "SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.cid"),
+    ("d_join3", "SELECT o.id, c.name, p.cat FROM orders o JOIN customers c ON c.id = o.cid JOIN products p ON p.id = o.pid"),
+    ("d_join4", "SELECT o.id, c.name, p.cat, r.zone FROM orders o JOIN customers c ON c.id = o.cid JOIN products p ON p.id = o.pid JOIN regions r ON r.name = c.region"),
+    ("d_nonequi", "SELECT a.id AS aid, b.id AS bid FROM products a JOIN products b ON a.price < b.price AND a.cat = b.cat"),
+    ("d_left", "SELECT c.id, c.name, o.id AS oid, o.amount FROM customers c LEFT JOIN orders o ON o.cid = c.id"),
+    ("d_left_grouped", "SELECT c.id, count(o.id) AS n, coalesce(sum(o.amount), 0) AS total FROM customers c LEFT JOIN orders o ON o.cid = c.id GROUP BY c.id"),
+    ("d_right", "SELECT c.name, o.id FROM orders o RIGHT JOIN customers c ON c.id = o.cid"),
+    ("d_group", "SELECT cid, count(*) AS n, sum(qty) AS q, avg(amount) AS a, count(amount) AS na FROM orders GROUP BY cid"),
+    ("d_group_expr", "SELECT qty % 3 AS b, upper(note) AS u, count(*) AS n FROM orders GROUP BY 1, 2"),
+    ("d_having", "SELECT cid, sum(qty) AS q FROM orders GROUP BY cid HAVING count(*) > 1"),
+    ("d_minmax", "SELECT pid, min(amount) AS lo, max(amount) AS hi FROM orders GROUP BY pid"),
+    ("d_other_aggs", "SELECT cid, string_agg(note, ',' ORDER BY id) AS notes, bool_and(qty > 1) AS allbig, array_agg(id ORDER BY id) AS ids FROM orders GROUP BY cid"),
+    ("d_filter_agg", "SELECT pid, count(*) FILTER (WHERE qty > 2) AS big, sum(amount) FILTER (WHERE note IS NOT NULL) AS noted FROM orders GROUP BY pid"),
+    ("d_whole", "SELECT count(*) AS n, sum(amount) AS s, avg(qty) AS a FROM orders"),
+    ("d_whole_other", "SELECT max(amount) AS m, count(DISTINCT cid) AS d FROM orders"),
+    ("d_distinct", "SELECT DISTINCT cid, pid FROM orders"),
+    ("d_distinct_on", "SELECT DISTINCT ON (cid) cid, id, amount FROM orders ORDER BY cid, id DESC"),
+    ("d_keyless", "SELECT pid, qty FROM orders"),
+    ("d_join_grouped", "SELECT c.region, sum(o.amount) AS total, count(*) AS n FROM orders o JOIN customers c ON c.id = o.cid GROUP BY c.region"),
+    ("d_self", "SELECT a.id, b.id AS other FROM orders a JOIN orders b ON a.cid = b.cid AND a.id < b.id"),
+    ("d_logic", "SELECT id FROM orders WHERE (note IN ('a', 'b') OR note IS NULL) AND NOT qty = 3"),
+    ("d_case", "SELECT id, CASE WHEN qty > 3 THEN 'big' ELSE 'small' END AS size, COALESCE(amount, 0)::int AS a FROM orders"),
+    ("d_json", "SELECT id, (payload->>'k')::int AS k FROM orders WHERE payload ? 'k'"),
+    ("d_revenue", "SELECT p.cat, sum(o.qty * p.price) AS rev, count(*) AS n FROM orders o JOIN products p ON p.id = o.pid GROUP BY p.cat"),
+    ("d_over_stream", "SELECT cid, count(*) AS n, sum(q2) AS s FROM d_filter JOIN orders USING (id) GROUP BY cid"),
+];
+
+fn random_round(rng: &mut StdRng, client: &mut Client) {
+    let mut sql = Vec::new();
+    let opt = |rng: &mut StdRng, v: String| {
+        if rng.gen_bool(0.15) {
+            "NULL".to_string()
+        } else {
+            v
+        }
+    };
+    for _ in 0..rng.gen_range(1..6) {
+        let id = rng.gen_range(1..80);
+        let cid = rng.gen_range(1..16).to_string();
+        let cid = opt(rng, cid);
+        let amount = format!("{}.{:02}", rng.gen_range(0..90), rng.gen_range(0..100));
+        let amount = opt(rng, amount);
+        let note = format!("'{}'", ["a", "b", "c", "d"][rng.gen_range(0..4)]);
+        let note = opt(rng, note);
+        sql.push(format!(
+            "INSERT INTO orders VALUES ({id}, {cid}, {}, {}, {amount}, {note}, '{{\"k\": {}}}') \
+             ON CONFLICT (id) DO UPDATE SET cid = EXCLUDED.cid, amount = EXCLUDED.amount, qty = EXCLUDED.qty",
+            rng.gen_range(1..8),
+            rng.gen_range(1..6),
+            rng.gen_range(0..4)
+        ));
+    }
+    sql.push(format!(
+        "UPDATE orders SET cid = {} WHERE id % 9 = {}",
+        rng.gen_range(1..16),
+        rng.gen_range(0..9)
+    ));
+    sql.push(format!(
+        "UPDATE orders SET amount = amount + 1, note = NULL WHERE id % 11 = {}",
+        rng.gen_range(0..11)
+    ));
+    sql.push(format!(
+        "UPDATE orders SET id = (SELECT max(id) + 1 FROM orders) WHERE id = {}",
+        rng.gen_range(1..80)
+    ));
+    sql.push(format!(
+        "DELETE FROM orders WHERE id % 13 = {}",
+        rng.gen_range(0..13)
+    ));
+    if rng.gen_bool(0.5) {
+        let id = rng.gen_range(1..16);
+        let region = format!(
+            "'{}'",
+            ["north", "south", "east", "west"][rng.gen_range(0..4)]
+        );
+        let region = opt(rng, region);
+        sql.push(format!(
+            "INSERT INTO customers VALUES ({id}, 'c{id}', {region}, 'std') \
+             ON CONFLICT (id) DO UPDATE SET region = EXCLUDED.region, name = EXCLUDED.name || 'x'"
+        ));
+    }
+    if rng.gen_bool(0.2) {
+        sql.push(format!(
+            "DELETE FROM customers WHERE id = {}",
+            rng.gen_range(1..16)
+        ));
+    }
+    if rng.gen_bool(0.3) {
+        sql.push(format!(
+            "UPDATE products SET price = price + 1, cat = {} WHERE id = {}",
+            ["'a'", "'b'", "NULL"][rng.gen_range(0..3)],
+            rng.gen_range(1..8)
+        ));
+    }
+    if rng.gen_bool(0.2) {
+        sql.push(format!(
+            "UPDATE regions SET zone = 'z{}' WHERE name = 'north'",
+            rng.gen_range(1..4)
+        ));
+    }
+    client.batch_execute(&sql.join(";\n")).unwrap_or_else(|e| {
+        panic!(
+            "DML failed: {:?}\n{}",
+            e.as_db_error().map(|d| d.message()),
+            sql.join(";\n")
+        )
+    });
+}
+
+fn refresh_and_check(client: &mut Client, name: &str, query: &str) {
+    client
+        .execute("SELECT pgtrickle.refresh_stream_table($1)", &[&name])
+        .unwrap_or_else(|e| panic!("refresh {name}: {e}"));
+    assert_oracle(client, name, query);
+    let mode: Option<String> = client
+        .query_one(
+            "SELECT last_refresh_mode FROM pgtrickle.pgt_stream_tables WHERE pgt_name = $1",
+            &[&name],
+        )
+        .expect("mode")
+        .get(0);
+    assert!(
+        matches!(mode.as_deref(), Some("DIFFERENTIAL") | Some("NOOP")),
+        "{name} was refreshed with {mode:?}, not differentially"
+    );
+}
+
+#[test]
+fn random_changes_keep_every_shape_equal_to_its_query() {
+    let db = TestDb::new("differential_shapes");
+    let mut client = db.connect();
+    client.batch_execute(SCHEMA).expect("schema");
+    for (name, query) in QUERIES {
+        client
+            .execute(
+                "SELECT pgtrickle.create_stream_table($1, $2, refresh_mode => 'DIFFERENTIAL')",
+                &[name, query],
+            )
+            .unwrap_or_else(|e| panic!("create {name}: {e}"));
+        assert_oracle(&mut client, name, query);
+    }
+    let seed: u64 = std::env::var("PGT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    println!("seed {seed} (set PGT_SEED to reproduce)");
+    let mut rng = StdRng::seed_from_u64(seed);
+    for _round in 0..50 {
+        random_round(&mut rng, &mut client);
+        for (name, query) in QUERIES {
+            refresh_and_check(&mut client, name, query);
+        }
+    }
+    // the buffers were emptied as the stream tables consumed them
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pgtrickle.pgt_dependencies d WHERE d.columns IS NOT NULL",
+            &[],
+        )
+        .expect("deps")
+        .get(0);
+    assert!(left > 0);
+}
+
+#[test]
+fn a_transaction_open_during_a_refresh_is_picked_up_by_the_next_one() {
+    let db = TestDb::new("differential_open_tx");
+    let mut client = db.connect();
+    client.batch_execute(SCHEMA).expect("schema");
+    let query = "SELECT cid, count(*) AS n, sum(amount) AS s FROM orders GROUP BY cid";
+    client
+        .execute(
+            "SELECT pgtrickle.create_stream_table('totals', $1, refresh_mode => 'DIFFERENTIAL')",
+            &[&query],
+        )
+        .expect("create");
+    let mut writer = db.connect();
+    let mut tx = writer.transaction().expect("begin");
+    tx.batch_execute("INSERT INTO orders VALUES (500, 1, 1, 1, 100, 'late', NULL)")
+        .expect("write");
+    // a later transaction commits while the first stays open
+    client
+        .batch_execute("INSERT INTO orders VALUES (501, 2, 1, 1, 7, 'early', NULL)")
+        .expect("other write");
+    refresh_and_check(&mut client, "totals", query);
+    tx.commit().expect("commit the long transaction");
+    refresh_and_check(&mut client, "totals", query);
+    refresh_and_check(&mut client, "totals", query);
+}
+
+#[test]
+fn a_refresh_inside_the_writing_transaction_applies_each_change_once() {
+    let db = TestDb::new("differential_same_tx");
+    let mut client = db.connect();
+    client.batch_execute(SCHEMA).expect("schema");
+    let query = "SELECT pid, count(*) AS n, sum(qty) AS q FROM orders GROUP BY pid";
+    client
+        .execute("SELECT pgtrickle.create_stream_table('per_product', $1, refresh_mode => 'DIFFERENTIAL')", &[&query])
+        .expect("create");
+    let mut tx = client.transaction().expect("begin");
+    tx.batch_execute(
+        "INSERT INTO orders VALUES (600, 1, 2, 5, 1, NULL, NULL);
+         SELECT pgtrickle.refresh_stream_table('per_product');",
+    )
+    .expect("write and refresh in one transaction");
+    assert_oracle(&mut tx, "per_product", query);
+    tx.batch_execute(
+        "INSERT INTO orders VALUES (601, 1, 2, 5, 1, NULL, NULL);
+         DELETE FROM orders WHERE id = 1;
+         SELECT pgtrickle.refresh_stream_table('per_product');",
+    )
+    .expect("more writes and a second refresh");
+    assert_oracle(&mut tx, "per_product", query);
+    tx.batch_execute("INSERT INTO orders VALUES (602, 1, 2, 5, 1, NULL, NULL)")
+        .expect("third write");
+    tx.commit().expect("commit");
+    refresh_and_check(&mut client, "per_product", query);
+}
+
+#[test]
+fn stream_tables_sharing_a_source_refresh_independently() {
+    let db = TestDb::new("differential_shared_source");
+    let mut client = db.connect();
+    client.batch_execute(SCHEMA).expect("schema");
+    let often = "SELECT cid, sum(qty) AS q FROM orders GROUP BY cid";
+    let rarely = "SELECT pid, count(*) AS n FROM orders GROUP BY pid";
+    for (name, query) in [("often", often), ("rarely", rarely)] {
+        client
+            .execute(
+                "SELECT pgtrickle.create_stream_table($1, $2, refresh_mode => 'DIFFERENTIAL')",
+                &[&name, &query],
+            )
+            .expect("create");
+    }
+    let buffers: i64 = client
+        .query_one("SELECT count(*) FROM pg_class WHERE relnamespace = 'pgtrickle_changes'::regnamespace AND relkind = 'r'", &[])
+        .expect("buffers")
+        .get(0);
+    assert_eq!(buffers, 1, "one change buffer per source, shared");
+    let mut rng = StdRng::seed_from_u64(11);
+    for round in 0..30 {
+        random_round(&mut rng, &mut client);
+        refresh_and_check(&mut client, "often", often);
+        if round % 4 == 3 {
+            refresh_and_check(&mut client, "rarely", rarely);
+        }
+    }
+    refresh_and_check(&mut client, "rarely", rarely);
+    // a stream table created later does not see older changes as changes
+    client
+        .execute(
+            "SELECT pgtrickle.create_stream_table('late', $1, refresh_mode => 'DIFFERENTIAL')",
+            &[&often],
+        )
+        .expect("late");
+    random_round(&mut rng, &mut client);
+    refresh_and_check(&mut client, "late", often);
+}
+
+#[test]
+fn truncate_append_only_and_partitioned_sources_stay_correct() {
+    let db = TestDb::new("differential_special_sources");
+    let mut client = db.connect();
+    client
+        .batch_execute(
+            "CREATE TABLE events (id int, kind text, v int);
+             INSERT INTO events SELECT i, 'k' || (i % 3), i FROM generate_series(1, 30) i;
+             CREATE TABLE measures (day date, v int) PARTITION BY RANGE (day);
+             CREATE TABLE measures_a PARTITION OF measures FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+             CREATE TABLE measures_b PARTITION OF measures FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');
+             INSERT INTO measures SELECT DATE '2026-01-01' + i, i FROM generate_series(0, 50) i;",
+        )
+        .expect("setup");
+    let by_kind = "SELECT kind, count(*) AS n, sum(v) AS s FROM events GROUP BY kind";
+    let per_month =
+        "SELECT date_trunc('month', day) AS m, sum(v) AS s, count(*) AS n FROM measures GROUP BY 1";
+    client
+        .execute("SELECT pgtrickle.create_stream_table('by_kind', $1, refresh_mode => 'DIFFERENTIAL', append_only => true)", &[&by_kind])
+        .expect("append-only");
+    client
+        .execute(
+            "SELECT pgtrickle.create_stream_table('per_month', $1, refresh_mode => 'DIFFERENTIAL')",
+            &[&per_month],
+        )
+        .expect("partitioned");
+    client.batch_execute("INSERT INTO events VALUES (100, 'k1', 5); INSERT INTO measures VALUES ('2026-02-20', 9);").expect("inserts");
+    refresh_and_check(&mut client, "by_kind", by_kind);
+    refresh_and_check(&mut client, "per_month", per_month);
+    // an UPDATE reaches an append-only source: the next refresh recomputes, and stays right
+    client
+        .batch_execute("UPDATE events SET v = v + 1 WHERE id < 5; DELETE FROM events WHERE id = 6")
+        .expect("update");
+    client
+        .batch_execute("SELECT pgtrickle.refresh_stream_table('by_kind')")
+        .expect("refresh");
+    assert_oracle(&mut client, "by_kind", by_kind);
+    client
+        .batch_execute("TRUNCATE measures; INSERT INTO measures VALUES ('2026-01-05', 1)")
+        .expect("truncate");
+    client
+        .batch_execute("SELECT pgtrickle.refresh_stream_table('per_month')")
+        .expect("refresh");
+    assert_oracle(&mut client, "per_month", per_month);
+    let (mode, reason): (String, Option<String>) = client
+        .query_one("SELECT last_refresh_mode, last_refresh_reason FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'per_month'", &[])
+        .map(|r| (r.get(0), r.get(1)))
+        .expect("mode");
+    assert_eq!(mode, "FULL");
+    assert!(reason.unwrap_or_default().contains("truncated"));
+    client
+        .batch_execute("UPDATE measures SET v = 2")
+        .expect("update");
+    refresh_and_check(&mut client, "per_month", per_month);
+}
