@@ -104,7 +104,7 @@ unsafe extern "C-unwind" fn collect_vars(node: *mut pg_sys::Node, context: *mut 
         if pgrx::is_a(node, pg_sys::NodeTag::T_Var) {
             let var = node.cast::<pg_sys::Var>();
             let out = &mut *context.cast::<Vec<(i32, i16, u32)>>();
-            out.push(((*var).varno as i32, (*var).varattno, (*var).varlevelsup));
+            out.push(((*var).varno, (*var).varattno, (*var).varlevelsup));
             return false;
         }
         pg_sys::expression_tree_walker(node, Some(collect_vars), context)
@@ -157,7 +157,7 @@ unsafe extern "C-unwind" fn replace_references(
                 return node;
             }
             let var = node.cast::<pg_sys::Var>();
-            return match ctx.lowerer.position((*var).varno as i32, (*var).varattno) {
+            return match ctx.lowerer.position((*var).varno, (*var).varattno) {
                 Some(pos) if pos >= ctx.base => make_param(ctx, node, Expr::Col(pos - ctx.base)),
                 _ => {
                     ctx.error = Some("a column reference outside its join".into());

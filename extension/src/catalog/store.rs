@@ -328,15 +328,15 @@ pub fn frontier(pgt_id: i64) -> PgtResult<Option<Frontier>> {
                 &[pgt_id.into()],
             )
             .map_err(spi_error)?;
-        for row in rows {
-            let snapshot: Option<String> = row.get(1).map_err(spi_error)?;
-            return Ok(snapshot.map(|snapshot| Frontier {
-                snapshot,
-                own_xid: row.get(2).ok().flatten(),
-                own_seq: row.get(3).ok().flatten(),
-            }));
-        }
-        Ok(None)
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let snapshot: Option<String> = row.get(1).map_err(spi_error)?;
+        Ok(snapshot.map(|snapshot| Frontier {
+            snapshot,
+            own_xid: row.get(2).ok().flatten(),
+            own_seq: row.get(3).ok().flatten(),
+        }))
     })?;
     Ok(row)
 }

@@ -36,9 +36,9 @@ pub fn eval_expr(expr: &Expr, row: &[Value]) -> Value {
         }
         Expr::And(xs) => {
             let vals: Vec<Value> = xs.iter().map(|x| eval_expr(x, row)).collect();
-            if vals.iter().any(|v| *v == Value::Bool(false)) {
+            if vals.contains(&Value::Bool(false)) {
                 Value::Bool(false)
-            } else if vals.iter().any(|v| *v == Value::Null) {
+            } else if vals.contains(&Value::Null) {
                 Value::Null
             } else {
                 Value::Bool(true)
@@ -48,7 +48,7 @@ pub fn eval_expr(expr: &Expr, row: &[Value]) -> Value {
             let vals: Vec<Value> = xs.iter().map(|x| eval_expr(x, row)).collect();
             if vals.iter().any(truthy) {
                 Value::Bool(true)
-            } else if vals.iter().any(|v| *v == Value::Null) {
+            } else if vals.contains(&Value::Null) {
                 Value::Null
             } else {
                 Value::Bool(false)
