@@ -349,18 +349,41 @@ fn unsupported_constructs_are_named_and_auto_falls_back_to_full() {
     let db = TestDb::new("differential_unsupported");
     let mut client = db.connect();
     client.batch_execute(SCHEMA).expect("schema");
-    client.batch_execute("CREATE VIEW big_orders AS SELECT * FROM orders WHERE qty > 2").expect("view");
+    client
+        .batch_execute("CREATE VIEW big_orders AS SELECT * FROM orders WHERE qty > 2")
+        .expect("view");
     let cases = [
-        ("SELECT id, row_number() OVER (ORDER BY id) AS rn FROM orders", "window functions"),
+        (
+            "SELECT id, row_number() OVER (ORDER BY id) AS rn FROM orders",
+            "window functions",
+        ),
         ("SELECT id FROM orders ORDER BY id LIMIT 5", "LIMIT"),
-        ("SELECT id FROM orders UNION SELECT id FROM customers", "UNION"),
-        ("SELECT id FROM orders WHERE cid IN (SELECT id FROM customers)", "subqueries"),
-        ("SELECT o.id, c.id AS c FROM orders o FULL JOIN customers c ON c.id = o.cid", "FULL OUTER JOIN"),
+        (
+            "SELECT id FROM orders UNION SELECT id FROM customers",
+            "UNION",
+        ),
+        (
+            "SELECT id FROM orders WHERE cid IN (SELECT id FROM customers)",
+            "subqueries",
+        ),
+        (
+            "SELECT o.id, c.id AS c FROM orders o FULL JOIN customers c ON c.id = o.cid",
+            "FULL OUTER JOIN",
+        ),
         ("WITH x AS (SELECT id FROM orders) SELECT id FROM x", "WITH"),
-        ("SELECT cid, count(*) AS n FROM orders GROUP BY ROLLUP (cid)", "GROUPING SETS"),
-        ("SELECT generate_series(1, qty) AS g FROM orders", "set-returning"),
+        (
+            "SELECT cid, count(*) AS n FROM orders GROUP BY ROLLUP (cid)",
+            "GROUPING SETS",
+        ),
+        (
+            "SELECT generate_series(1, qty) AS g FROM orders",
+            "set-returning",
+        ),
         ("SELECT id, qty FROM big_orders", "a view"),
-        ("SELECT max(qty) AS m FROM orders GROUP BY cid", "GROUP BY key that is not an output column"),
+        (
+            "SELECT max(qty) AS m FROM orders GROUP BY cid",
+            "GROUP BY key that is not an output column",
+        ),
     ];
     for (i, (query, construct)) in cases.iter().enumerate() {
         let err = pg_trickle_tests::expect_error(
@@ -371,10 +394,15 @@ fn unsupported_constructs_are_named_and_auto_falls_back_to_full() {
         assert!(err.message.contains(construct), "{query}: {err:?}");
         assert!(err.hint.unwrap_or_default().contains("AUTO"));
         client
-            .batch_execute(&format!("SELECT pgtrickle.create_stream_table('x{i}', $q${query}$q$)"))
+            .batch_execute(&format!(
+                "SELECT pgtrickle.create_stream_table('x{i}', $q${query}$q$)"
+            ))
             .unwrap_or_else(|e| panic!("AUTO create of {query}: {e}"));
         let blocker: Option<String> = client
-            .query_one("SELECT differential_blocker FROM pgtrickle.pgt_stream_tables WHERE pgt_name = $1", &[&format!("x{i}")])
+            .query_one(
+                "SELECT differential_blocker FROM pgtrickle.pgt_stream_tables WHERE pgt_name = $1",
+                &[&format!("x{i}")],
+            )
             .expect("blocker")
             .get(0);
         assert!(blocker.unwrap_or_default().contains(construct), "{query}");
@@ -382,7 +410,9 @@ fn unsupported_constructs_are_named_and_auto_falls_back_to_full() {
     random_round(&mut StdRng::seed_from_u64(5), &mut client);
     for (i, (query, _)) in cases.iter().enumerate() {
         let name = format!("x{i}");
-        client.execute("SELECT pgtrickle.refresh_stream_table($1)", &[&name]).expect("refresh");
+        client
+            .execute("SELECT pgtrickle.refresh_stream_table($1)", &[&name])
+            .expect("refresh");
         assert_oracle(&mut client, &name, query);
         let (mode, reason): (String, Option<String>) = client
             .query_one("SELECT last_refresh_mode, last_refresh_reason FROM pgtrickle.pgt_stream_tables WHERE pgt_name = $1", &[&name])
@@ -394,14 +424,24 @@ fn unsupported_constructs_are_named_and_auto_falls_back_to_full() {
     // reading the clock: accepted in DIFFERENTIAL mode, recomputed in full every time
     let timed = "SELECT id FROM orders WHERE now() > '2000-01-01' AND order_day() IS NOT NULL";
     client
-        .batch_execute("CREATE FUNCTION order_day() RETURNS date LANGUAGE sql STABLE AS 'SELECT CURRENT_DATE'")
+        .batch_execute(
+            "CREATE FUNCTION order_day() RETURNS date LANGUAGE sql STABLE AS 'SELECT CURRENT_DATE'",
+        )
         .expect("function");
     client
-        .execute("SELECT pgtrickle.create_stream_table('timed', $1, refresh_mode => 'DIFFERENTIAL')", &[&timed])
+        .execute(
+            "SELECT pgtrickle.create_stream_table('timed', $1, refresh_mode => 'DIFFERENTIAL')",
+            &[&timed],
+        )
         .expect("time-dependent query accepted");
-    client.batch_execute("SELECT pgtrickle.refresh_stream_table('timed')").expect("refresh");
+    client
+        .batch_execute("SELECT pgtrickle.refresh_stream_table('timed')")
+        .expect("refresh");
     let reason: Option<String> = client
-        .query_one("SELECT last_refresh_reason FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'timed'", &[])
+        .query_one(
+            "SELECT last_refresh_reason FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'timed'",
+            &[],
+        )
         .expect("reason")
         .get(0);
     assert!(reason.unwrap_or_default().contains("time-dependent"));

@@ -56,49 +56,73 @@ fn counts(rows: &Rows) -> (i64, i64, i64) {
     (get(0), get(1), get(2))
 }
 
-pub fn refresh(st: &StreamTable, plan: &StreamPlan) -> PgtResult<Outcome> {
+/// Refresh `st` differentially. The no-change path reads only the change buffers; the query is
+/// planned only when there is something to apply.
+pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
     let Some(previous) = store::frontier(st.pgt_id)? else {
-        return full::refresh(st, Some(plan), Some("first refresh".into()));
+        return full::refresh(st, Some(&super::planned(st)?), Some("first refresh".into()));
     };
+    let relids = store::captured_sources(st.pgt_id)?;
     let snapshot = PinnedSnapshot::take();
     let window = frontier::window(&previous);
-    let checks: Vec<String> = plan
-        .sources
+    let checks: Vec<String> = relids
         .iter()
-        .flat_map(|s| {
+        .flat_map(|relid| {
+            let buffer = buffer_name(*relid);
             [
-                format!(
-                    "EXISTS (SELECT 1 FROM {} b WHERE {window} AND NOT b.__pgt_reset)",
-                    s.buffer
-                ),
-                format!(
-                    "EXISTS (SELECT 1 FROM {} b WHERE {window} AND b.__pgt_reset)",
-                    s.buffer
-                ),
+                format!("EXISTS (SELECT 1 FROM {buffer} b WHERE {window} AND NOT b.__pgt_reset)"),
+                format!("EXISTS (SELECT 1 FROM {buffer} b WHERE {window} AND b.__pgt_reset)"),
             ]
         })
         .collect();
-    let flags: Vec<bool> = snapshot
-        .query(&format!("SELECT {}", checks.join(", ")), &[])?
-        .into_iter()
-        .next()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| v.as_deref() == Some("t"))
+    let flags: Vec<bool> = if checks.is_empty() {
+        Vec::new()
+    } else {
+        snapshot
+            .query(&format!("SELECT {}", checks.join(", ")), &[])?
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.as_deref() == Some("t"))
+            .collect()
+    };
+    let changed_relids: Vec<u32> = relids
+        .iter()
+        .zip(flags.iter().step_by(2))
+        .filter(|(_, changed)| **changed)
+        .map(|(relid, _)| relid.to_u32())
         .collect();
-    let changed: Vec<bool> = flags.iter().step_by(2).copied().collect();
     if flags.iter().skip(1).step_by(2).any(|reset| *reset) {
         drop(snapshot);
         return full::refresh(
             st,
-            Some(plan),
+            Some(&super::planned(st)?),
             Some("a source was truncated, or updated although declared append-only".into()),
         );
     }
-    let relids = store::captured_sources(st.pgt_id)?;
-    let Some(delta_body) = prune(&delta(&plan.body), &|s| {
-        changed.get(s).copied().unwrap_or(false)
-    }) else {
+    if changed_relids.is_empty() {
+        let reached = frontier::current(&snapshot, &relids)?;
+        store::record_refresh(st.pgt_id, "NOOP", Some("no changes"), &reached)?;
+        return Ok(Outcome {
+            mode: "NOOP",
+            reason: None,
+            deleted: 0,
+            updated: 0,
+            inserted: 0,
+        });
+    }
+    let plan = super::planned(st)?;
+    let changed_buffers: Vec<QualifiedName> = changed_relids
+        .iter()
+        .map(|r| buffer_name(pgrx::pg_sys::Oid::from(*r)))
+        .collect();
+    let changed = |source: usize| {
+        plan.sources
+            .get(source)
+            .is_some_and(|s| changed_buffers.contains(&s.buffer))
+    };
+    let Some(delta_body) = prune(&delta(&plan.body), &changed) else {
         let reached = frontier::current(&snapshot, &relids)?;
         store::record_refresh(st.pgt_id, "NOOP", Some("no changes"), &reached)?;
         return Ok(Outcome {

@@ -36,8 +36,10 @@ pub struct Outcome {
 pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
     let owner = relation_owner(st.relid)?;
     let outcome = as_role(owner, true, || refresh_as_owner(st))?;
-    for source in store::captured_sources(st.pgt_id)? {
-        crate::cdc::cleanup(source)?;
+    if outcome.mode != "NOOP" {
+        for source in store::captured_sources(st.pgt_id)? {
+            crate::cdc::cleanup(source)?;
+        }
     }
     Ok(outcome)
 }
@@ -47,13 +49,9 @@ fn refresh_as_owner(st: &StreamTable) -> PgtResult<Outcome> {
     // EXCLUSIVE conflicts with itself and with writers, not with readers: two refreshes of the
     // same stream table never overlap, and readers are never blocked.
     crate::pg::run(&format!("LOCK TABLE {table} IN EXCLUSIVE MODE"), &[])?;
-    let plan = match &st.maintenance {
-        Some(_) => Some(planned(st)?),
-        None => None,
-    };
     let reason = if st.settings.refresh_mode == RefreshMode::Full {
         Some("refresh mode FULL".to_string())
-    } else if plan.is_none() {
+    } else if st.maintenance.is_none() {
         Some(
             crate::pg::query_one::<String>(
                 "SELECT differential_blocker FROM pgtrickle.pgt_stream_tables WHERE pgt_id = $1",
@@ -64,14 +62,15 @@ fn refresh_as_owner(st: &StreamTable) -> PgtResult<Outcome> {
     } else {
         None
     };
-    match (&plan, reason) {
-        (Some(plan), None) => differential::refresh(st, plan),
-        (plan, reason) => full::refresh(st, plan.as_ref(), reason),
+    match (&st.maintenance, reason) {
+        (Some(_), None) => differential::refresh(st),
+        (Some(_), reason) => full::refresh(st, Some(&planned(st)?), reason),
+        (None, reason) => full::refresh(st, None, reason),
     }
 }
 
 /// The maintenance plan of a stream table created with one.
-fn planned(st: &StreamTable) -> PgtResult<StreamPlan> {
+pub(crate) fn planned(st: &StreamTable) -> PgtResult<StreamPlan> {
     match lower_query(&st.defining_query)? {
         Ok(lowered) => build_plan(
             &st.schema,
