@@ -85,19 +85,28 @@ pub fn as_role<R>(
 /// calling user (who may own only their stream tables) has no privilege for. Only fixed
 /// catalog statements run inside.
 pub fn as_extension_owner<R>(f: impl FnOnce() -> PgtResult<R>) -> PgtResult<R> {
+    as_role(extension_owner()?, false, f)
+}
+
+thread_local! {
+    /// The extension owner, looked up once per transaction (keyed by its start time).
+    static OWNER_CACHE: std::cell::Cell<Option<(pg_sys::TimestampTz, pg_sys::Oid)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+fn extension_owner() -> PgtResult<pg_sys::Oid> {
+    // SAFETY: reads the current transaction's start timestamp, always set inside a transaction.
+    let xact_start = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    if let Some((start, owner)) = OWNER_CACHE.with(|c| c.get()) {
+        if start == xact_start {
+            return Ok(owner);
+        }
+    }
     let owner: pg_sys::Oid = query_one(
         "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_trickle'",
         &[],
     )?
     .ok_or_else(|| pg_trickle_core::CoreError::internal("extension pg_trickle is not installed"))?;
-    as_role(owner, false, f)
-}
-
-/// The owner of relation `relid`.
-pub fn relation_owner(relid: pg_sys::Oid) -> PgtResult<pg_sys::Oid> {
-    query_one(
-        "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
-        &[relid.into()],
-    )?
-    .ok_or_else(|| pg_trickle_core::CoreError::internal(format!("relation {relid:?} vanished")))
+    OWNER_CACHE.with(|c| c.set(Some((xact_start, owner))));
+    Ok(owner)
 }

@@ -54,16 +54,36 @@ fn readers_see_the_old_contents_until_the_refresh_commits() {
 #[test]
 fn concurrent_refreshes_of_one_stream_table_wait_for_each_other() {
     let (db, mut first) = setup("refresh_serial");
+    concurrent_refreshes(&db, &mut first, "totals", QUERY);
+}
+
+#[test]
+fn concurrent_differential_refreshes_apply_each_change_once() {
+    // COUNT and SUM are updated from the delta alone, so applying a change twice would show
+    let (db, mut first) = setup("refresh_serial_differential");
+    let sums = "SELECT k, count(*) AS n, sum(v) AS s FROM items GROUP BY k";
+    first
+        .execute(
+            "SELECT pgtrickle.create_stream_table('sums', $1, refresh_mode => 'DIFFERENTIAL')",
+            &[&sums],
+        )
+        .expect("differential stream table");
+    for _ in 0..3 {
+        concurrent_refreshes(&db, &mut first, "sums", sums);
+    }
+}
+
+fn concurrent_refreshes(db: &TestDb, first: &mut Client, name: &str, query: &str) {
     let mut tx = first.transaction().expect("begin");
     tx.batch_execute(
-        "INSERT INTO items VALUES (1000, 1, 1); SELECT pgtrickle.refresh_stream_table('totals');",
+        &format!("INSERT INTO items SELECT max(id) + 1, 1, 1 FROM items; SELECT pgtrickle.refresh_stream_table('{name}');"),
     )
     .expect("first refresh");
     let conninfo_db = db.name.clone();
+    let refresh = format!("SELECT pgtrickle.refresh_stream_table('{name}')");
     let second = std::thread::spawn(move || {
         let mut c = TestDb { name: conninfo_db }.connect();
-        c.batch_execute("SELECT pgtrickle.refresh_stream_table('totals')")
-            .expect("second refresh");
+        c.batch_execute(&refresh).expect("second refresh");
     });
     // wait until the second refresh is queued behind the first one's lock
     let mut monitor = db.connect();
@@ -71,8 +91,8 @@ fn concurrent_refreshes_of_one_stream_table_wait_for_each_other() {
     for _ in 0..600 {
         let n: i64 = monitor
             .query_one(
-                "SELECT count(*) FROM pg_locks WHERE relation = 'totals'::regclass AND NOT granted",
-                &[],
+                "SELECT count(*) FROM pg_locks WHERE relation = $1::text::regclass AND NOT granted",
+                &[&name],
             )
             .expect("locks")
             .get(0);
@@ -85,7 +105,7 @@ fn concurrent_refreshes_of_one_stream_table_wait_for_each_other() {
     assert!(waiting, "the second refresh did not wait for the first");
     tx.commit().expect("commit first");
     second.join().expect("second refresh thread");
-    assert_oracle(&mut monitor, "totals", QUERY);
+    assert_oracle(&mut monitor, name, query);
 }
 
 #[test]

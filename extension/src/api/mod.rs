@@ -30,37 +30,33 @@ pub fn lookup_stream_table(name: &str) -> PgtResult<StreamTable> {
         Some(schema) => format!("{}.{}", quote_ident(schema), quote_ident(&rel.name)),
         None => quote_ident(&rel.name),
     };
+    if let Some(st) = store::find_by_name(&quoted)? {
+        return Ok(st);
+    }
     let relid: Option<pg_sys::Oid> = query_one(
         "SELECT pg_catalog.to_regclass($1)::oid",
         &[quoted.as_str().into()],
     )?;
-    let relid = relid.ok_or_else(|| {
-        CoreError::new(
+    if relid.is_none() {
+        return Err(CoreError::new(
             ErrorKind::UndefinedTable,
             format!("stream table {name} does not exist"),
         )
-        .with_hint("List stream tables with: SELECT * FROM pgtrickle.stream_tables_info;")
-    })?;
-    store::find_by_relid(relid)?.ok_or_else(|| {
-        CoreError::new(
-            ErrorKind::WrongObjectType,
-            format!("{name} is not a stream table"),
-        )
-        .with_hint(format!(
-            "Create one with pgtrickle.create_stream_table({}, query).",
-            quote_literal(name)
-        ))
-    })
+        .with_hint("List stream tables with: SELECT * FROM pgtrickle.stream_tables_info;"));
+    }
+    Err(CoreError::new(
+        ErrorKind::WrongObjectType,
+        format!("{name} is not a stream table"),
+    )
+    .with_hint(format!(
+        "Create one with pgtrickle.create_stream_table({}, query).",
+        quote_literal(name)
+    )))
 }
 
 /// Refuse unless the current user owns (is a member of the owner of) the stream table.
 pub fn check_owner(st: &StreamTable, action: &str) -> PgtResult<()> {
-    let owns: bool = query_one(
-        "SELECT pg_catalog.pg_has_role(relowner, 'USAGE') FROM pg_catalog.pg_class WHERE oid = $1",
-        &[st.relid.into()],
-    )?
-    .unwrap_or(false);
-    if owns {
+    if st.current_user_owns {
         Ok(())
     } else {
         Err(CoreError::new(

@@ -33,6 +33,13 @@ pub struct StreamTable {
     pub has_volatile_functions: bool,
     /// The maintenance strategy whose hidden columns the table carries, if any.
     pub maintenance: Option<String>,
+    pub owner: pg_sys::Oid,
+    /// Whether the current user is (a member of) the owner.
+    pub current_user_owns: bool,
+    /// Where the last refresh left off; `None` before the first refresh.
+    pub frontier: Option<Frontier>,
+    /// Sources whose changes are captured for this stream table.
+    pub captured_sources: Vec<pg_sys::Oid>,
 }
 
 impl StreamTable {
@@ -61,10 +68,16 @@ pub struct Frontier {
     pub own_seq: Option<i64>,
 }
 
+/// Everything one refresh needs, in one read: the catalog row, the table's owner and whether
+/// the current user acts for it, the frontier, and the captured sources.
 const SELECT_COLUMNS: &str =
-    "pgt_id, pgt_relid, pgt_schema::text, pgt_name::text, defining_query, \
-     column_names::text[], column_types, status, refresh_mode, schedule, tier, append_only, \
-     diamond_consistency, pooler_compatibility_mode, has_volatile_functions, maintenance";
+    "s.pgt_id, s.pgt_relid, s.pgt_schema::text, s.pgt_name::text, s.defining_query, \
+     s.column_names::text[], s.column_types, s.status, s.refresh_mode, s.schedule, s.tier, s.append_only, \
+     s.diamond_consistency, s.pooler_compatibility_mode, s.has_volatile_functions, s.maintenance, \
+     c.relowner, pg_catalog.pg_has_role(c.relowner, 'USAGE'), \
+     s.frontier::text, s.frontier_own_xid::text, s.frontier_own_seq, \
+     ARRAY(SELECT d.source_relid FROM pgtrickle.pgt_dependencies d \
+           WHERE d.pgt_id = s.pgt_id AND d.columns IS NOT NULL ORDER BY d.source_relid)";
 
 fn corrupt(what: &str) -> CoreError {
     CoreError::internal(format!("pg_trickle catalog row has an invalid {what}"))
@@ -72,7 +85,8 @@ fn corrupt(what: &str) -> CoreError {
 
 fn load(where_clause: &str, args: &[pgrx::datum::DatumWithOid]) -> PgtResult<Vec<StreamTable>> {
     let sql = format!(
-        "SELECT {SELECT_COLUMNS} FROM pgtrickle.pgt_stream_tables WHERE {where_clause} ORDER BY pgt_id"
+        "SELECT {SELECT_COLUMNS} FROM pgtrickle.pgt_stream_tables s \
+         JOIN pg_catalog.pg_class c ON c.oid = s.pgt_relid WHERE {where_clause} ORDER BY s.pgt_id"
     );
     let rows: Vec<StreamTable> = Spi::connect(|client| -> Result<Vec<StreamTable>, CoreError> {
         let table = client.select(&sql, None, args).map_err(spi_error)?;
@@ -118,6 +132,23 @@ fn load(where_clause: &str, args: &[pgrx::datum::DatumWithOid]) -> PgtResult<Vec
                 settings,
                 has_volatile_functions: row.get::<bool>(15).map_err(spi_error)?.unwrap_or(false),
                 maintenance: row.get::<String>(16).map_err(spi_error)?,
+                owner: row
+                    .get::<pg_sys::Oid>(17)
+                    .map_err(spi_error)?
+                    .ok_or_else(|| corrupt("owner"))?,
+                current_user_owns: row.get::<bool>(18).map_err(spi_error)?.unwrap_or(false),
+                frontier: row
+                    .get::<String>(19)
+                    .map_err(spi_error)?
+                    .map(|snapshot| Frontier {
+                        snapshot,
+                        own_xid: row.get::<String>(20).ok().flatten(),
+                        own_seq: row.get::<i64>(21).ok().flatten(),
+                    }),
+                captured_sources: row
+                    .get::<Vec<pg_sys::Oid>>(22)
+                    .map_err(spi_error)?
+                    .unwrap_or_default(),
             });
         }
         Ok(out)
@@ -126,7 +157,18 @@ fn load(where_clause: &str, args: &[pgrx::datum::DatumWithOid]) -> PgtResult<Vec
 }
 
 pub fn find_by_relid(relid: pg_sys::Oid) -> PgtResult<Option<StreamTable>> {
-    Ok(load("pgt_relid = $1", &[relid.into()])?.into_iter().next())
+    Ok(load("s.pgt_relid = $1", &[relid.into()])?
+        .into_iter()
+        .next())
+}
+
+/// The stream table a (quoted, possibly qualified) name resolves to through `search_path`.
+pub fn find_by_name(quoted: &str) -> PgtResult<Option<StreamTable>> {
+    Ok(
+        load("s.pgt_relid = pg_catalog.to_regclass($1)", &[quoted.into()])?
+            .into_iter()
+            .next(),
+    )
 }
 
 pub fn all() -> PgtResult<Vec<StreamTable>> {
@@ -136,7 +178,7 @@ pub fn all() -> PgtResult<Vec<StreamTable>> {
 /// Stream tables that read any of `relids` (directly or through a view).
 pub fn dependants_of(relids: &[pg_sys::Oid]) -> PgtResult<Vec<StreamTable>> {
     load(
-        "pgt_id IN (SELECT pgt_id FROM pgtrickle.pgt_dependencies WHERE source_relid = ANY($1))",
+        "s.pgt_id IN (SELECT pgt_id FROM pgtrickle.pgt_dependencies WHERE source_relid = ANY($1))",
         &[relids.to_vec().into()],
     )
 }
@@ -315,30 +357,6 @@ pub fn update_settings(
         }
         Ok(())
     })
-}
-
-/// The frontier of the last refresh, if there was one.
-pub fn frontier(pgt_id: i64) -> PgtResult<Option<Frontier>> {
-    let row = Spi::connect(|client| -> PgtResult<Option<Frontier>> {
-        let rows = client
-            .select(
-                "SELECT frontier::text, frontier_own_xid::text, frontier_own_seq
-                 FROM pgtrickle.pgt_stream_tables WHERE pgt_id = $1",
-                None,
-                &[pgt_id.into()],
-            )
-            .map_err(spi_error)?;
-        let Some(row) = rows.into_iter().next() else {
-            return Ok(None);
-        };
-        let snapshot: Option<String> = row.get(1).map_err(spi_error)?;
-        Ok(snapshot.map(|snapshot| Frontier {
-            snapshot,
-            own_xid: row.get(2).ok().flatten(),
-            own_seq: row.get(3).ok().flatten(),
-        }))
-    })?;
-    Ok(row)
 }
 
 /// Record a successful refresh: status ACTIVE, error cleared, the mode used and why, and the

@@ -137,13 +137,8 @@ pub fn sync_source(relid: pg_sys::Oid) -> PgtResult<()> {
             ),
             &[],
         )?;
-        run(
-            &format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {buffer} (__pgt_xid)",
-                quote_ident(&format!("changes_{}_xid", relid.to_u32()))
-            ),
-            &[],
-        )?;
+        // No index: buffers hold only unconsumed rows and are read whole by each refresh; an
+        // index on __pgt_xid roughly doubled the cost of a bulk INSERT into the source.
         let wanted = tracked_columns(relid)?;
         let present = buffer_columns(relid)?;
         for column in &wanted {

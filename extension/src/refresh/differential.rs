@@ -59,10 +59,10 @@ fn counts(rows: &Rows) -> (i64, i64, i64) {
 /// Refresh `st` differentially. The no-change path reads only the change buffers; the query is
 /// planned only when there is something to apply.
 pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
-    let Some(previous) = store::frontier(st.pgt_id)? else {
+    let Some(previous) = st.frontier.clone() else {
         return full::refresh(st, Some(&super::planned(st)?), Some("first refresh".into()));
     };
-    let relids = store::captured_sources(st.pgt_id)?;
+    let relids = st.captured_sources.clone();
     let snapshot = PinnedSnapshot::take();
     let window = frontier::window(&previous);
     let checks: Vec<String> = relids

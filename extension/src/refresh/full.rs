@@ -44,8 +44,9 @@ pub fn refresh(
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    let sources = store::captured_sources(st.pgt_id)?;
-    let reached = frontier::current(&snapshot, &sources)?;
+    // fresh statistics, so that the apply statements of later refreshes find rows by index
+    crate::pg::run(&format!("ANALYZE {table}"), &[])?;
+    let reached = frontier::current(&snapshot, &st.captured_sources)?;
     store::record_refresh(st.pgt_id, "FULL", reason.as_deref(), &reached)?;
     Ok(Outcome {
         mode: "FULL",

@@ -12,10 +12,9 @@ mod full;
 mod snapshot;
 
 use crate::analyze::lower_query;
-use crate::catalog::store;
 use crate::catalog::StreamTable;
 use crate::error::PgtResult;
-use crate::pg::{as_role, relation_owner};
+use crate::pg::as_role;
 use pg_trickle_core::maintain::StreamPlan;
 use pg_trickle_core::options::RefreshMode;
 use pg_trickle_core::CoreError;
@@ -34,21 +33,24 @@ pub struct Outcome {
 
 /// Refresh `st` now.
 pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
-    let owner = relation_owner(st.relid)?;
-    let outcome = as_role(owner, true, || refresh_as_owner(st))?;
+    let table = st.qualified_name();
+    // EXCLUSIVE conflicts with itself and with writers, not with readers: two refreshes of the
+    // same stream table never overlap, and readers are never blocked. The catalog row is read
+    // again once the lock is held: a refresh that waited must start from the frontier the
+    // other one left.
+    crate::pg::run(&format!("LOCK TABLE {table} IN EXCLUSIVE MODE"), &[])?;
+    let st = &crate::catalog::store::find_by_relid(st.relid)?
+        .ok_or_else(|| CoreError::internal(format!("stream table {table} vanished")))?;
+    let outcome = as_role(st.owner, true, || refresh_as_owner(st))?;
     if outcome.mode != "NOOP" {
-        for source in store::captured_sources(st.pgt_id)? {
-            crate::cdc::cleanup(source)?;
+        for source in &st.captured_sources {
+            crate::cdc::cleanup(*source)?;
         }
     }
     Ok(outcome)
 }
 
 fn refresh_as_owner(st: &StreamTable) -> PgtResult<Outcome> {
-    let table = st.qualified_name();
-    // EXCLUSIVE conflicts with itself and with writers, not with readers: two refreshes of the
-    // same stream table never overlap, and readers are never blocked.
-    crate::pg::run(&format!("LOCK TABLE {table} IN EXCLUSIVE MODE"), &[])?;
     let reason = if st.settings.refresh_mode == RefreshMode::Full {
         Some("refresh mode FULL".to_string())
     } else if st.maintenance.is_none() {
