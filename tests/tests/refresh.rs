@@ -85,14 +85,16 @@ fn concurrent_refreshes(db: &TestDb, first: &mut Client, name: &str, query: &str
         let mut c = TestDb { name: conninfo_db }.connect();
         c.batch_execute(&refresh).expect("second refresh");
     });
-    // wait until the second refresh is queued behind the first one's lock
+    // wait until the second refresh is queued behind the first one
     let mut monitor = db.connect();
     let mut waiting = false;
     for _ in 0..600 {
         let n: i64 = monitor
             .query_one(
-                "SELECT count(*) FROM pg_locks WHERE relation = $1::text::regclass AND NOT granted",
-                &[&name],
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'
+                   AND query LIKE '%refresh_stream_table%'",
+                &[],
             )
             .expect("locks")
             .get(0);

@@ -74,7 +74,7 @@ const SELECT_COLUMNS: &str =
     "s.pgt_id, s.pgt_relid, s.pgt_schema::text, s.pgt_name::text, s.defining_query, \
      s.column_names::text[], s.column_types, s.status, s.refresh_mode, s.schedule, s.tier, s.append_only, \
      s.diamond_consistency, s.pooler_compatibility_mode, s.has_volatile_functions, s.maintenance, \
-     c.relowner, pg_catalog.pg_has_role(c.relowner, 'USAGE'), \
+     c.relowner, pg_catalog.pg_has_role($CALLER::oid, c.relowner, 'USAGE'), \
      s.frontier::text, s.frontier_own_xid::text, s.frontier_own_seq, \
      ARRAY(SELECT d.source_relid FROM pgtrickle.pgt_dependencies d \
            WHERE d.pgt_id = s.pgt_id AND d.columns IS NOT NULL ORDER BY d.source_relid)";
@@ -83,103 +83,140 @@ fn corrupt(what: &str) -> CoreError {
     CoreError::internal(format!("pg_trickle catalog row has an invalid {what}"))
 }
 
-fn load(where_clause: &str, args: &[pgrx::datum::DatumWithOid]) -> PgtResult<Vec<StreamTable>> {
+fn load(where_clause: &str, args: Vec<pgrx::datum::DatumWithOid>) -> PgtResult<Vec<StreamTable>> {
+    load_rows(where_clause, args, false)
+}
+
+/// The stream table `relid`, with its catalog row locked until the end of the transaction:
+/// refreshes of one stream table take this lock, so they never overlap, and a refresh that
+/// waited reads the frontier the other one left. Ownership is judged for the calling user.
+pub fn lock_for_refresh(relid: pg_sys::Oid) -> PgtResult<Option<StreamTable>> {
+    let rows = as_extension_owner(|| load_rows("s.pgt_relid = $1", vec![relid.into()], true))?;
+    Ok(rows.into_iter().next())
+}
+
+fn load_rows(
+    where_clause: &str,
+    mut args: Vec<pgrx::datum::DatumWithOid>,
+    lock: bool,
+) -> PgtResult<Vec<StreamTable>> {
+    // SAFETY: GetOuterUserId returns the user of the calling session, unaffected by the
+    // temporary user switches pg_trickle makes for catalog access.
+    let caller = unsafe { pg_sys::GetOuterUserId() };
+    args.push(caller.into());
+    let select = SELECT_COLUMNS.replace("$CALLER", &format!("${}", args.len()));
+    let lock_clause = if lock { " FOR UPDATE OF s" } else { "" };
     let sql = format!(
-        "SELECT {SELECT_COLUMNS} FROM pgtrickle.pgt_stream_tables s \
-         JOIN pg_catalog.pg_class c ON c.oid = s.pgt_relid WHERE {where_clause} ORDER BY s.pgt_id"
+        "SELECT {select} FROM pgtrickle.pgt_stream_tables s \
+         JOIN pg_catalog.pg_class c ON c.oid = s.pgt_relid WHERE {where_clause} ORDER BY s.pgt_id{lock_clause}"
     );
-    let rows: Vec<StreamTable> = Spi::connect(|client| -> Result<Vec<StreamTable>, CoreError> {
-        let table = client.select(&sql, None, args).map_err(spi_error)?;
-        let mut out = Vec::new();
-        for row in table {
-            let text = |i: usize| -> PgtResult<String> {
-                row.get::<String>(i)
-                    .map_err(spi_error)?
-                    .ok_or_else(|| corrupt("NULL"))
-            };
-            let settings = StreamTableSettings {
-                refresh_mode: RefreshMode::parse(&text(9)?).map_err(|_| corrupt("refresh_mode"))?,
-                schedule: Schedule::parse(&text(10)?).map_err(|_| corrupt("schedule"))?,
-                tier: Tier::parse(&text(11)?).map_err(|_| corrupt("tier"))?,
-                append_only: row.get::<bool>(12).map_err(spi_error)?.unwrap_or(false),
-                diamond_consistency: DiamondConsistency::parse(&text(13)?)
-                    .map_err(|_| corrupt("diamond_consistency"))?,
-                pooler_compatibility_mode: row.get::<bool>(14).map_err(spi_error)?.unwrap_or(false),
-            };
-            let strings = |i: usize| -> PgtResult<Vec<String>> {
-                Ok(row
-                    .get::<Vec<Option<String>>>(i)
-                    .map_err(spi_error)?
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(Option::unwrap_or_default)
-                    .collect())
-            };
-            out.push(StreamTable {
-                pgt_id: row
-                    .get::<i64>(1)
-                    .map_err(spi_error)?
-                    .ok_or_else(|| corrupt("pgt_id"))?,
-                relid: row
-                    .get::<pg_sys::Oid>(2)
-                    .map_err(spi_error)?
-                    .ok_or_else(|| corrupt("pgt_relid"))?,
-                schema: text(3)?,
-                name: text(4)?,
-                defining_query: text(5)?,
-                column_names: strings(6)?,
-                column_types: strings(7)?,
-                settings,
-                has_volatile_functions: row.get::<bool>(15).map_err(spi_error)?.unwrap_or(false),
-                maintenance: row.get::<String>(16).map_err(spi_error)?,
-                owner: row
-                    .get::<pg_sys::Oid>(17)
-                    .map_err(spi_error)?
-                    .ok_or_else(|| corrupt("owner"))?,
-                current_user_owns: row.get::<bool>(18).map_err(spi_error)?.unwrap_or(false),
-                frontier: row
-                    .get::<String>(19)
-                    .map_err(spi_error)?
-                    .map(|snapshot| Frontier {
-                        snapshot,
-                        own_xid: row.get::<String>(20).ok().flatten(),
-                        own_seq: row.get::<i64>(21).ok().flatten(),
-                    }),
-                captured_sources: row
-                    .get::<Vec<pg_sys::Oid>>(22)
-                    .map_err(spi_error)?
-                    .unwrap_or_default(),
-            });
-        }
-        Ok(out)
-    })?;
+    let rows: Vec<StreamTable> =
+        Spi::connect_mut(|client| -> Result<Vec<StreamTable>, CoreError> {
+            // a row lock needs a read-write statement
+            let table = if lock {
+                client.update(&sql, None, &args)
+            } else {
+                client.select(&sql, None, &args)
+            }
+            .map_err(spi_error)?;
+            let mut out = Vec::new();
+            for row in table {
+                let text = |i: usize| -> PgtResult<String> {
+                    row.get::<String>(i)
+                        .map_err(spi_error)?
+                        .ok_or_else(|| corrupt("NULL"))
+                };
+                let settings = StreamTableSettings {
+                    refresh_mode: RefreshMode::parse(&text(9)?)
+                        .map_err(|_| corrupt("refresh_mode"))?,
+                    schedule: Schedule::parse(&text(10)?).map_err(|_| corrupt("schedule"))?,
+                    tier: Tier::parse(&text(11)?).map_err(|_| corrupt("tier"))?,
+                    append_only: row.get::<bool>(12).map_err(spi_error)?.unwrap_or(false),
+                    diamond_consistency: DiamondConsistency::parse(&text(13)?)
+                        .map_err(|_| corrupt("diamond_consistency"))?,
+                    pooler_compatibility_mode: row
+                        .get::<bool>(14)
+                        .map_err(spi_error)?
+                        .unwrap_or(false),
+                };
+                let strings = |i: usize| -> PgtResult<Vec<String>> {
+                    Ok(row
+                        .get::<Vec<Option<String>>>(i)
+                        .map_err(spi_error)?
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(Option::unwrap_or_default)
+                        .collect())
+                };
+                out.push(StreamTable {
+                    pgt_id: row
+                        .get::<i64>(1)
+                        .map_err(spi_error)?
+                        .ok_or_else(|| corrupt("pgt_id"))?,
+                    relid: row
+                        .get::<pg_sys::Oid>(2)
+                        .map_err(spi_error)?
+                        .ok_or_else(|| corrupt("pgt_relid"))?,
+                    schema: text(3)?,
+                    name: text(4)?,
+                    defining_query: text(5)?,
+                    column_names: strings(6)?,
+                    column_types: strings(7)?,
+                    settings,
+                    has_volatile_functions: row
+                        .get::<bool>(15)
+                        .map_err(spi_error)?
+                        .unwrap_or(false),
+                    maintenance: row.get::<String>(16).map_err(spi_error)?,
+                    owner: row
+                        .get::<pg_sys::Oid>(17)
+                        .map_err(spi_error)?
+                        .ok_or_else(|| corrupt("owner"))?,
+                    current_user_owns: row.get::<bool>(18).map_err(spi_error)?.unwrap_or(false),
+                    frontier: row
+                        .get::<String>(19)
+                        .map_err(spi_error)?
+                        .map(|snapshot| Frontier {
+                            snapshot,
+                            own_xid: row.get::<String>(20).ok().flatten(),
+                            own_seq: row.get::<i64>(21).ok().flatten(),
+                        }),
+                    captured_sources: row
+                        .get::<Vec<pg_sys::Oid>>(22)
+                        .map_err(spi_error)?
+                        .unwrap_or_default(),
+                });
+            }
+            Ok(out)
+        })?;
     Ok(rows)
 }
 
 pub fn find_by_relid(relid: pg_sys::Oid) -> PgtResult<Option<StreamTable>> {
-    Ok(load("s.pgt_relid = $1", &[relid.into()])?
+    Ok(load("s.pgt_relid = $1", vec![relid.into()])?
         .into_iter()
         .next())
 }
 
 /// The stream table a (quoted, possibly qualified) name resolves to through `search_path`.
 pub fn find_by_name(quoted: &str) -> PgtResult<Option<StreamTable>> {
-    Ok(
-        load("s.pgt_relid = pg_catalog.to_regclass($1)", &[quoted.into()])?
-            .into_iter()
-            .next(),
-    )
+    Ok(load(
+        "s.pgt_relid = pg_catalog.to_regclass($1)",
+        vec![quoted.into()],
+    )?
+    .into_iter()
+    .next())
 }
 
 pub fn all() -> PgtResult<Vec<StreamTable>> {
-    load("true", &[])
+    load("true", vec![])
 }
 
 /// Stream tables that read any of `relids` (directly or through a view).
 pub fn dependants_of(relids: &[pg_sys::Oid]) -> PgtResult<Vec<StreamTable>> {
     load(
         "s.pgt_id IN (SELECT pgt_id FROM pgtrickle.pgt_dependencies WHERE source_relid = ANY($1))",
-        &[relids.to_vec().into()],
+        vec![relids.to_vec().into()],
     )
 }
 
@@ -356,36 +393,6 @@ pub fn update_settings(
             )?;
         }
         Ok(())
-    })
-}
-
-/// Record a successful refresh: status ACTIVE, error cleared, the mode used and why, and the
-/// new frontier.
-pub fn record_refresh(
-    pgt_id: i64,
-    mode: &str,
-    reason: Option<&str>,
-    frontier: &Frontier,
-) -> PgtResult<()> {
-    as_extension_owner(|| {
-        run(
-            "UPDATE pgtrickle.pgt_stream_tables
-             SET status = 'ACTIVE', last_error_message = NULL, last_error_at = NULL,
-                 last_refresh_mode = $2, last_refresh_reason = $3,
-                 frontier = $4::pg_snapshot, frontier_own_xid = $5::xid8, frontier_own_seq = $6,
-                 frontier_lsn = CASE WHEN pg_is_in_recovery() THEN NULL
-                                     ELSE pg_current_wal_insert_lsn() END,
-                 frontier_at = statement_timestamp(), last_refreshed_at = clock_timestamp()
-             WHERE pgt_id = $1",
-            &[
-                pgt_id.into(),
-                mode.into(),
-                reason.into(),
-                frontier.snapshot.as_str().into(),
-                frontier.own_xid.as_deref().into(),
-                frontier.own_seq.into(),
-            ],
-        )
     })
 }
 

@@ -225,19 +225,3 @@ pub fn prune_unused() -> PgtResult<()> {
     }
     Ok(())
 }
-
-/// Delete the rows of `relid`'s buffer that every dependant's frontier has passed.
-pub fn cleanup(relid: pg_sys::Oid) -> PgtResult<()> {
-    as_extension_owner(|| {
-        run(
-            &format!(
-                "DELETE FROM {} b WHERE b.__pgt_xid < (
-                     SELECT min(LEAST(pg_catalog.pg_snapshot_xmin(s.frontier), s.frontier_own_xid))
-                     FROM pgtrickle.pgt_dependencies d JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
-                     WHERE d.source_relid = $1 AND d.columns IS NOT NULL HAVING bool_and(s.frontier IS NOT NULL))",
-                buffer_name(relid)
-            ),
-            &[relid.into()],
-        )
-    })
-}

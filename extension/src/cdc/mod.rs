@@ -12,9 +12,9 @@
 //!   writes a reset marker, after which dependants recompute in full.
 //!
 //! Refreshes choose the rows of their window by transaction visibility (see `refresh`);
-//! rows every dependant has consumed are deleted.
+//! rows every dependant has consumed are deleted by the refreshes (`refresh::frontier`).
 
 mod buffer;
 mod triggers;
 
-pub use buffer::{buffer_name, cleanup, prune_unused, setting_up, sync_source};
+pub use buffer::{buffer_name, prune_unused, setting_up, sync_source};

@@ -6,7 +6,6 @@
 use super::snapshot::{Param, PinnedSnapshot, Rows};
 use super::{frontier, full, Outcome};
 use crate::analyze::Lowered;
-use crate::catalog::store;
 use crate::catalog::StreamTable;
 use crate::cdc::buffer_name;
 use crate::error::PgtResult;
@@ -56,13 +55,22 @@ fn counts(rows: &Rows) -> (i64, i64, i64) {
     (get(0), get(1), get(2))
 }
 
-/// Refresh `st` differentially. The no-change path reads only the change buffers; the query is
-/// planned only when there is something to apply.
+/// Refresh `st` differentially. The no-change path is one statement over the change buffers;
+/// the query is planned only when there is something to apply.
 pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
     let Some(previous) = st.frontier.clone() else {
         return full::refresh(st, Some(&super::planned(st)?), Some("first refresh".into()));
     };
-    let relids = st.captured_sources.clone();
+    if frontier::record_if_nothing_changed(st, &previous)? {
+        return Ok(Outcome {
+            mode: "NOOP",
+            reason: None,
+            deleted: 0,
+            updated: 0,
+            inserted: 0,
+        });
+    }
+    let relids = &st.captured_sources;
     let snapshot = PinnedSnapshot::take();
     let window = frontier::window(&previous);
     let checks: Vec<String> = relids
@@ -75,23 +83,13 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
             ]
         })
         .collect();
-    let flags: Vec<bool> = if checks.is_empty() {
-        Vec::new()
-    } else {
-        snapshot
-            .query(&format!("SELECT {}", checks.join(", ")), &[])?
-            .into_iter()
-            .next()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| v.as_deref() == Some("t"))
-            .collect()
-    };
-    let changed_relids: Vec<u32> = relids
-        .iter()
-        .zip(flags.iter().step_by(2))
-        .filter(|(_, changed)| **changed)
-        .map(|(relid, _)| relid.to_u32())
+    let flags: Vec<bool> = snapshot
+        .query(&format!("SELECT {}", checks.join(", ")), &[])?
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.as_deref() == Some("t"))
         .collect();
     if flags.iter().skip(1).step_by(2).any(|reset| *reset) {
         drop(snapshot);
@@ -101,30 +99,20 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
             Some("a source was truncated, or updated although declared append-only".into()),
         );
     }
-    if changed_relids.is_empty() {
-        let reached = frontier::current(&snapshot, &relids)?;
-        store::record_refresh(st.pgt_id, "NOOP", Some("no changes"), &reached)?;
-        return Ok(Outcome {
-            mode: "NOOP",
-            reason: None,
-            deleted: 0,
-            updated: 0,
-            inserted: 0,
-        });
-    }
-    let plan = super::planned(st)?;
-    let changed_buffers: Vec<QualifiedName> = changed_relids
+    let changed_buffers: Vec<QualifiedName> = relids
         .iter()
-        .map(|r| buffer_name(pgrx::pg_sys::Oid::from(*r)))
+        .zip(flags.iter().step_by(2))
+        .filter(|(_, changed)| **changed)
+        .map(|(relid, _)| buffer_name(*relid))
         .collect();
+    let plan = super::planned(st)?;
     let changed = |source: usize| {
         plan.sources
             .get(source)
             .is_some_and(|s| changed_buffers.contains(&s.buffer))
     };
     let Some(delta_body) = prune(&delta(&plan.body), &changed) else {
-        let reached = frontier::current(&snapshot, &relids)?;
-        store::record_refresh(st.pgt_id, "NOOP", Some("no changes"), &reached)?;
+        frontier::record(&snapshot, st, "NOOP", Some("no changes"))?;
         return Ok(Outcome {
             mode: "NOOP",
             reason: None,
@@ -172,8 +160,7 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
         }
     };
     let (deleted, updated, inserted) = counts(&rows);
-    let reached = frontier::current(&snapshot, &relids)?;
-    store::record_refresh(st.pgt_id, "DIFFERENTIAL", None, &reached)?;
+    frontier::record(&snapshot, st, "DIFFERENTIAL", None)?;
     Ok(Outcome {
         mode: "DIFFERENTIAL",
         reason: None,

@@ -5,7 +5,6 @@
 
 use super::snapshot::PinnedSnapshot;
 use super::{frontier, Outcome};
-use crate::catalog::store;
 use crate::catalog::StreamTable;
 use crate::error::PgtResult;
 use crate::guard::RefreshWritePermit;
@@ -46,8 +45,7 @@ pub fn refresh(
     };
     // fresh statistics, so that the apply statements of later refreshes find rows by index
     crate::pg::run(&format!("ANALYZE {table}"), &[])?;
-    let reached = frontier::current(&snapshot, &st.captured_sources)?;
-    store::record_refresh(st.pgt_id, "FULL", reason.as_deref(), &reached)?;
+    frontier::record(&snapshot, st, "FULL", reason.as_deref())?;
     Ok(Outcome {
         mode: "FULL",
         reason,

@@ -33,21 +33,13 @@ pub struct Outcome {
 
 /// Refresh `st` now.
 pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
-    let table = st.qualified_name();
-    // EXCLUSIVE conflicts with itself and with writers, not with readers: two refreshes of the
-    // same stream table never overlap, and readers are never blocked. The catalog row is read
-    // again once the lock is held: a refresh that waited must start from the frontier the
-    // other one left.
-    crate::pg::run(&format!("LOCK TABLE {table} IN EXCLUSIVE MODE"), &[])?;
-    let st = &crate::catalog::store::find_by_relid(st.relid)?
-        .ok_or_else(|| CoreError::internal(format!("stream table {table} vanished")))?;
-    let outcome = as_role(st.owner, true, || refresh_as_owner(st))?;
-    if outcome.mode != "NOOP" {
-        for source in &st.captured_sources {
-            crate::cdc::cleanup(*source)?;
-        }
-    }
-    Ok(outcome)
+    // Refreshes of one stream table serialize on its catalog row (readers of the stream table
+    // are never blocked); the row is read again under the lock, so a refresh that waited
+    // starts from the frontier the other one left.
+    let st = &crate::catalog::store::lock_for_refresh(st.relid)?.ok_or_else(|| {
+        CoreError::internal(format!("stream table {} vanished", st.qualified_name()))
+    })?;
+    as_role(st.owner, true, || refresh_as_owner(st))
 }
 
 fn refresh_as_owner(st: &StreamTable) -> PgtResult<Outcome> {
