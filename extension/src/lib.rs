@@ -24,3 +24,16 @@ mod pg;
 mod refresh;
 
 ::pgrx::pg_module_magic!();
+
+/// Called when the library is loaded (at server start with `shared_preload_libraries`).
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    // SAFETY: registering a callback with PostgreSQL's invalidation machinery; the function
+    // lives as long as the library.
+    unsafe {
+        pgrx::pg_sys::CacheRegisterRelcacheCallback(
+            Some(refresh::forget_plans),
+            pgrx::pg_sys::Datum::from(0),
+        );
+    }
+}

@@ -110,3 +110,45 @@ fn extension_owner() -> PgtResult<pg_sys::Oid> {
     OWNER_CACHE.with(|c| c.set(Some((xact_start, owner))));
     Ok(owner)
 }
+
+thread_local! {
+    /// Plans of the statements every refresh issues, prepared once per backend. PostgreSQL's
+    /// plan cache revalidates them after DDL on what they read.
+    static PLANS: std::cell::RefCell<std::collections::HashMap<String, pgrx::spi::OwnedPreparedStatement>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Run `sql` with a plan prepared on first use in this backend (the statement text must not
+/// embed values that change between calls: pass them as `args`). `read` turns the result
+/// into a value before the SPI connection closes.
+pub fn with_cached_plan<R>(
+    sql: &str,
+    args: Vec<DatumWithOid>,
+    read_write: bool,
+    read: impl FnOnce(pgrx::spi::SpiTupleTable) -> PgtResult<R>,
+) -> PgtResult<R> {
+    let types: Vec<pgrx::PgOid> = args.iter().map(|a| pgrx::PgOid::from(a.oid())).collect();
+    Spi::connect_mut(|client| {
+        // taken out while in use, so that a nested call for the same statement prepares its own
+        let cached = PLANS.with(|p| p.borrow_mut().remove(sql));
+        let plan = match cached {
+            Some(plan) => plan,
+            None => {
+                let prepared = if read_write {
+                    client.prepare_mut(sql, &types)
+                } else {
+                    client.prepare(sql, &types)
+                };
+                prepared.map_err(spi_error)?.keep()
+            }
+        };
+        let result = if read_write {
+            client.update(&plan, None, &args)
+        } else {
+            client.select(&plan, None, &args)
+        };
+        let value = result.map_err(spi_error).and_then(read);
+        PLANS.with(|p| p.borrow_mut().insert(sql.to_string(), plan));
+        value
+    })
+}

@@ -2,7 +2,7 @@
 //! `pg::as_extension_owner`), because users who own a stream table own no catalog rows.
 
 use crate::error::{spi_error, PgtResult};
-use crate::pg::{as_extension_owner, query_one, run};
+use crate::pg::{as_extension_owner, query_one, run, with_cached_plan};
 use pg_trickle_core::options::{DiamondConsistency, RefreshMode, Tier};
 use pg_trickle_core::schedule::Schedule;
 use pg_trickle_core::CoreError;
@@ -111,14 +111,8 @@ fn load_rows(
          JOIN pg_catalog.pg_class c ON c.oid = s.pgt_relid WHERE {where_clause} ORDER BY s.pgt_id{lock_clause}"
     );
     let rows: Vec<StreamTable> =
-        Spi::connect_mut(|client| -> Result<Vec<StreamTable>, CoreError> {
-            // a row lock needs a read-write statement
-            let table = if lock {
-                client.update(&sql, None, &args)
-            } else {
-                client.select(&sql, None, &args)
-            }
-            .map_err(spi_error)?;
+        // a row lock needs a read-write statement
+        with_cached_plan(&sql, args, lock, |table| -> Result<Vec<StreamTable>, CoreError> {
             let mut out = Vec::new();
             for row in table {
                 let text = |i: usize| -> PgtResult<String> {

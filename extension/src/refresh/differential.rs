@@ -72,7 +72,8 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
     }
     let relids = &st.captured_sources;
     let snapshot = PinnedSnapshot::take();
-    let window = frontier::window(&previous);
+    let window = frontier::window_parameterized();
+    let params = || frontier::window_params(&previous);
     let checks: Vec<String> = relids
         .iter()
         .flat_map(|relid| {
@@ -84,7 +85,7 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
         })
         .collect();
     let flags: Vec<bool> = snapshot
-        .query(&format!("SELECT {}", checks.join(", ")), &[])?
+        .query(&format!("SELECT {}", checks.join(", ")), &params())?
         .into_iter()
         .next()
         .unwrap_or_default()
@@ -128,14 +129,14 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
     let rows = match windowed.apply(&delta_body) {
         Apply::Statement(sql) => {
             let _permit = RefreshWritePermit::acquire();
-            snapshot.query(&sql, &[])?
+            snapshot.query(&sql, &params())?
         }
         Apply::TwoPhase {
             keys_sql,
             apply_sql,
             key_count,
         } => {
-            let keys = snapshot.query(&keys_sql, &[])?;
+            let keys = snapshot.query(&keys_sql, &params())?;
             if keys.is_empty() {
                 Vec::new()
             } else {

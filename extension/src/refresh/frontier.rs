@@ -14,32 +14,37 @@ use crate::catalog::store::Frontier;
 use crate::catalog::StreamTable;
 use crate::cdc::buffer_name;
 use crate::error::PgtResult;
-use crate::pg::{as_extension_owner, query_one};
-use pg_trickle_core::sql::quote_literal;
+use crate::pg::{as_extension_owner, with_cached_plan};
 
-/// SQL predicate over buffer alias `b`: the rows after `frontier`.
-pub fn window(frontier: &Frontier) -> String {
-    let snap = format!(
-        "{}::pg_catalog.pg_snapshot",
-        quote_literal(&frontier.snapshot)
-    );
-    match &frontier.own_xid {
-        // A snapshot does not list its own transaction as in progress, so visibility alone
-        // would count all of that transaction's rows as seen, even those written after.
-        Some(xid) => {
-            let xid = format!("{}::pg_catalog.xid8", quote_literal(xid));
-            let seq = frontier.own_seq.unwrap_or(0);
-            format!(
-                "b.__pgt_xid >= LEAST(pg_catalog.pg_snapshot_xmin({snap}), {xid}) \
-                 AND NOT ((b.__pgt_xid <> {xid} AND pg_catalog.pg_visible_in_snapshot(b.__pgt_xid, {snap})) \
-                          OR (b.__pgt_xid = {xid} AND b.__pgt_seq <= {seq}))"
-            )
-        }
-        None => format!(
-            "b.__pgt_xid >= pg_catalog.pg_snapshot_xmin({snap}) \
-             AND NOT pg_catalog.pg_visible_in_snapshot(b.__pgt_xid, {snap})"
-        ),
-    }
+/// The window predicate with the frontier as parameters `$1` (snapshot), `$2` (own
+/// transaction) and `$3` (own sequence number), see `window_params`.
+pub fn window_parameterized() -> String {
+    window_over(
+        "$1::pg_catalog.pg_snapshot",
+        "$2::pg_catalog.xid8",
+        "$3::bigint",
+    )
+}
+
+/// The values of `window_parameterized`'s parameters.
+pub fn window_params(frontier: &Frontier) -> Vec<Param> {
+    vec![
+        Param::new(frontier.snapshot.clone()),
+        Param::new(frontier.own_xid.clone()),
+        Param::new(frontier.own_seq.unwrap_or(0)),
+    ]
+}
+
+/// The window predicate over SQL expressions for the frontier's snapshot, own transaction
+/// (possibly NULL) and own sequence number. A snapshot does not list its own transaction as
+/// in progress, so that transaction's rows are judged by sequence number, not visibility.
+fn window_over(snap: &str, xid: &str, seq: &str) -> String {
+    format!(
+        "b.__pgt_xid >= LEAST(pg_catalog.pg_snapshot_xmin({snap}), COALESCE({xid}, pg_catalog.pg_snapshot_xmin({snap}))) \
+         AND NOT (CASE WHEN {xid} IS NULL THEN pg_catalog.pg_visible_in_snapshot(b.__pgt_xid, {snap}) \
+                       WHEN b.__pgt_xid = {xid} THEN b.__pgt_seq <= {seq} \
+                       ELSE pg_catalog.pg_visible_in_snapshot(b.__pgt_xid, {snap}) END)"
+    )
 }
 
 /// Record the refresh in the catalog (status, mode, reason, and as new frontier the pinned
@@ -108,10 +113,15 @@ pub fn record(
     as_extension_owner(|| snapshot.query(&sql, &params).map(|_| ()))
 }
 
-/// Record a refresh that found nothing to apply, if that is still so: one statement. The
-/// frontier stays where it is, which remains exact: every change after it is still ahead.
+/// Record a refresh that found nothing to apply, if that is still so: one statement with a
+/// plan kept per stream table. The frontier stays where it is, which remains exact: every
+/// change after it is still ahead.
 pub fn record_if_nothing_changed(st: &StreamTable, frontier: &Frontier) -> PgtResult<bool> {
-    let window = window(frontier);
+    let window = window_over(
+        "$2::pg_catalog.pg_snapshot",
+        "$3::pg_catalog.xid8",
+        "$4::bigint",
+    );
     let none: Vec<String> = st
         .captured_sources
         .iter()
@@ -127,17 +137,18 @@ pub fn record_if_nothing_changed(st: &StreamTable, frontier: &Frontier) -> PgtRe
     } else {
         none.join(" AND ")
     };
-    let done = as_extension_owner(|| {
-        query_one::<bool>(
-            &format!(
-                "UPDATE pgtrickle.pgt_stream_tables
-                 SET status = 'ACTIVE', last_error_message = NULL, last_error_at = NULL,
-                     last_refresh_mode = 'NOOP', last_refresh_reason = 'no changes',
-                     last_refreshed_at = pg_catalog.clock_timestamp()
-                 WHERE pgt_id = $1 AND {condition} RETURNING true"
-            ),
-            &[st.pgt_id.into()],
-        )
-    })?;
-    Ok(done.unwrap_or(false))
+    let sql = format!(
+        "UPDATE pgtrickle.pgt_stream_tables
+         SET status = 'ACTIVE', last_error_message = NULL, last_error_at = NULL,
+             last_refresh_mode = 'NOOP', last_refresh_reason = 'no changes',
+             last_refreshed_at = pg_catalog.clock_timestamp()
+         WHERE pgt_id = $1 AND {condition} RETURNING true"
+    );
+    let args = vec![
+        st.pgt_id.into(),
+        frontier.snapshot.clone().into(),
+        frontier.own_xid.clone().into(),
+        frontier.own_seq.unwrap_or(0).into(),
+    ];
+    as_extension_owner(|| with_cached_plan(&sql, args, true, |table| Ok(!table.is_empty())))
 }

@@ -63,8 +63,55 @@ fn refresh_as_owner(st: &StreamTable) -> PgtResult<Outcome> {
     }
 }
 
-/// The maintenance plan of a stream table created with one.
+thread_local! {
+    /// Maintenance plans by stream table, with the defining query they were made from and the
+    /// relations they depend on; dropped when any of those relations is invalidated.
+    static PLANS: std::cell::RefCell<std::collections::HashMap<i64, (String, Vec<pgrx::pg_sys::Oid>, StreamPlan)>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Relcache invalidation callback (registered in `_PG_init`): forget the plans that involve
+/// `relid` (all of them when `relid` is invalid, meaning every relation).
+///
+/// # Safety
+/// Called by PostgreSQL's invalidation machinery with a valid (or invalid) OID.
+pub unsafe extern "C-unwind" fn forget_plans(_arg: pgrx::pg_sys::Datum, relid: pgrx::pg_sys::Oid) {
+    PLANS.with(|plans| {
+        if let Ok(mut plans) = plans.try_borrow_mut() {
+            if relid == pgrx::pg_sys::Oid::INVALID {
+                plans.clear();
+            } else {
+                plans.retain(|_, (_, relids, _)| !relids.contains(&relid));
+            }
+        }
+    });
+}
+
+/// The maintenance plan of a stream table created with one, from this backend's cache when
+/// nothing it depends on changed.
 pub(crate) fn planned(st: &StreamTable) -> PgtResult<StreamPlan> {
+    let cached = PLANS.with(|plans| {
+        plans
+            .borrow()
+            .get(&st.pgt_id)
+            .filter(|(query, _, _)| *query == st.defining_query)
+            .map(|(_, _, plan)| plan.clone())
+    });
+    if let Some(plan) = cached {
+        return Ok(plan);
+    }
+    let plan = plan_from_catalog(st)?;
+    let mut relids = st.captured_sources.clone();
+    relids.push(st.relid);
+    PLANS.with(|plans| {
+        plans
+            .borrow_mut()
+            .insert(st.pgt_id, (st.defining_query.clone(), relids, plan.clone()))
+    });
+    Ok(plan)
+}
+
+fn plan_from_catalog(st: &StreamTable) -> PgtResult<StreamPlan> {
     match lower_query(&st.defining_query)? {
         Ok(lowered) => build_plan(
             &st.schema,

@@ -9,6 +9,14 @@ use pgrx::datum::IntoDatum;
 use pgrx::prelude::*;
 use std::ffi::{CStr, CString};
 
+thread_local! {
+    /// Plans of refresh statements, kept per backend (the statement texts carry no values that
+    /// change between refreshes: frontiers and keys are parameters). PostgreSQL's plan cache
+    /// revalidates them after DDL.
+    static KEPT: std::cell::RefCell<std::collections::HashMap<String, pg_sys::SPIPlanPtr>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
 /// A registered snapshot; unregistered when dropped.
 pub struct PinnedSnapshot {
     snapshot: pg_sys::Snapshot,
@@ -65,13 +73,24 @@ impl PinnedSnapshot {
             // SAFETY: SPI is connected for the closure; the plan, argument arrays and snapshot
             // outlive the calls; result tuples are read before the connection closes.
             unsafe {
-                let plan =
-                    pg_sys::SPI_prepare(c_sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
-                if plan.is_null() {
-                    return Err(CoreError::internal(format!(
-                        "SPI_prepare failed for: {sql}"
-                    )));
-                }
+                // kept plans, taken out while in use (see `pg::with_cached_plan`)
+                let plan = match KEPT.with(|k| k.borrow_mut().remove(sql)) {
+                    Some(plan) => plan,
+                    None => {
+                        let plan = pg_sys::SPI_prepare(
+                            c_sql.as_ptr(),
+                            types.len() as i32,
+                            types.as_mut_ptr(),
+                        );
+                        if plan.is_null() {
+                            return Err(CoreError::internal(format!(
+                                "SPI_prepare failed for: {sql}"
+                            )));
+                        }
+                        pg_sys::SPI_keepplan(plan);
+                        plan
+                    }
+                };
                 let rc = pg_sys::SPI_execute_snapshot(
                     plan,
                     values.as_mut_ptr(),
@@ -104,7 +123,7 @@ impl PinnedSnapshot {
                         rows.push(row);
                     }
                 }
-                pg_sys::SPI_freeplan(plan);
+                KEPT.with(|k| k.borrow_mut().insert(sql.to_string(), plan));
                 Ok(rows)
             }
         })
