@@ -8,6 +8,15 @@ CREATE SCHEMA pgtrickle_changes;
 REVOKE ALL ON SCHEMA pgtrickle_changes FROM PUBLIC;
 -- Orders the change rows one transaction writes (see frontier_own_seq).
 CREATE SEQUENCE pgtrickle_changes.change_seq CACHE 100;
+-- A TRUNCATE of a source (or an UPDATE or DELETE of an append-only one): its dependants
+-- recompute in full at their next refresh.
+CREATE TABLE pgtrickle_changes.resets (
+    source_relid oid NOT NULL,
+    __pgt_xid    xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    __pgt_seq    bigint NOT NULL DEFAULT nextval('pgtrickle_changes.change_seq')
+);
+-- Only OIDs and transaction ids; read by refreshes running as stream table owners.
+GRANT SELECT ON pgtrickle_changes.resets TO PUBLIC;
 GRANT USAGE ON SCHEMA pgtrickle TO PUBLIC;
 
 -- One row per stream table.

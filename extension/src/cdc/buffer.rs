@@ -132,8 +132,7 @@ pub fn sync_source(relid: pg_sys::Oid) -> PgtResult<()> {
                 "CREATE TABLE IF NOT EXISTS {buffer} (
                      __pgt_xid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
                      __pgt_seq bigint NOT NULL DEFAULT pg_catalog.nextval('pgtrickle_changes.change_seq'),
-                     __pgt_weight smallint NOT NULL,
-                     __pgt_reset boolean NOT NULL DEFAULT false)"
+                     __pgt_weight smallint NOT NULL)"
             ),
             &[],
         )?;

@@ -15,7 +15,12 @@ pub fn function_name(relid: pg_sys::Oid) -> QualifiedName {
     QualifiedName::new("pgtrickle_changes", format!("capture_{}", relid.to_u32()))
 }
 
-fn function_body(buffer: &QualifiedName, columns: &[Tracked], append_only: bool) -> String {
+fn function_body(
+    relid: pg_sys::Oid,
+    buffer: &QualifiedName,
+    columns: &[Tracked],
+    append_only: bool,
+) -> String {
     let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
     let list = |prefix: &str| {
         names
@@ -23,7 +28,10 @@ fn function_body(buffer: &QualifiedName, columns: &[Tracked], append_only: bool)
             .map(|n| format!(", {prefix}{n}"))
             .collect::<String>()
     };
-    let reset = format!("INSERT INTO {buffer} (__pgt_weight, __pgt_reset) VALUES (0, true);");
+    let reset = format!(
+        "INSERT INTO pgtrickle_changes.resets (source_relid) VALUES ({});",
+        relid.to_u32()
+    );
     let insert = format!(
         "INSERT INTO {buffer} (__pgt_weight{}) SELECT 1{} FROM __pgt_new n;",
         list(""),
@@ -77,7 +85,7 @@ pub fn install(
             "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql
              SECURITY DEFINER SET search_path = pg_catalog, pg_temp
              AS $pgt_capture$ {} $pgt_capture$",
-            function_body(buffer, columns, append_only)
+            function_body(relid, buffer, columns, append_only)
         ),
         &[],
     )?;

@@ -79,8 +79,11 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
         .flat_map(|relid| {
             let buffer = buffer_name(*relid);
             [
-                format!("EXISTS (SELECT 1 FROM {buffer} b WHERE {window} AND NOT b.__pgt_reset)"),
-                format!("EXISTS (SELECT 1 FROM {buffer} b WHERE {window} AND b.__pgt_reset)"),
+                format!("EXISTS (SELECT 1 FROM {buffer} b WHERE {window})"),
+                format!(
+                    "EXISTS (SELECT 1 FROM pgtrickle_changes.resets b WHERE b.source_relid = {} AND {window})",
+                    relid.to_u32()
+                ),
             ]
         })
         .collect();

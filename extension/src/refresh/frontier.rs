@@ -48,8 +48,8 @@ fn window_over(snap: &str, xid: &str, seq: &str) -> String {
 }
 
 /// Record the refresh in the catalog (status, mode, reason, and as new frontier the pinned
-/// snapshot with this transaction's own change rows so far), and delete the buffer rows every
-/// dependant has consumed; one statement, under the pinned snapshot.
+/// snapshot with this transaction's own change rows so far), then delete the buffer rows every
+/// dependant has consumed.
 pub fn record(
     snapshot: &PinnedSnapshot,
     st: &StreamTable,
@@ -76,21 +76,6 @@ pub fn record(
             own_seq.join(", ")
         )
     };
-    let cleanups: Vec<String> = st
-        .captured_sources
-        .iter()
-        .enumerate()
-        .map(|(i, relid)| {
-            format!(
-                ",\nclean{i} AS (DELETE FROM {} b WHERE b.__pgt_xid < (
-                     SELECT min(LEAST(pg_catalog.pg_snapshot_xmin(s.frontier), s.frontier_own_xid))
-                     FROM pgtrickle.pgt_dependencies d JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
-                     WHERE d.source_relid = {} AND d.columns IS NOT NULL HAVING bool_and(s.frontier IS NOT NULL)))",
-                buffer_name(*relid),
-                relid.to_u32()
-            )
-        })
-        .collect();
     let sql = format!(
         "WITH rec AS (UPDATE pgtrickle.pgt_stream_tables
              SET status = 'ACTIVE', last_error_message = NULL, last_error_at = NULL,
@@ -101,16 +86,37 @@ pub fn record(
                                      ELSE pg_catalog.pg_current_wal_insert_lsn() END,
                  frontier_at = pg_catalog.statement_timestamp(),
                  last_refreshed_at = pg_catalog.clock_timestamp()
-             WHERE pgt_id = $1 RETURNING 1){}
-         SELECT count(*) FROM rec",
-        cleanups.concat()
+             WHERE pgt_id = $1 RETURNING 1)
+         SELECT count(*) FROM rec"
     );
     let params = [
         Param::new(st.pgt_id),
         Param::new(mode.to_string()),
         Param::new(reason.map(str::to_string)),
     ];
-    as_extension_owner(|| snapshot.query(&sql, &params).map(|_| ()))
+    as_extension_owner(|| {
+        snapshot.query(&sql, &params)?;
+        // a separate statement, so that it sees the frontier just recorded
+        for relid in &st.captured_sources {
+            with_cached_plan(
+                &format!(
+                    "WITH bound AS (
+                         SELECT min(LEAST(pg_catalog.pg_snapshot_xmin(s.frontier), s.frontier_own_xid)) AS xid
+                         FROM pgtrickle.pgt_dependencies d JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
+                         WHERE d.source_relid = $1 AND d.columns IS NOT NULL
+                         HAVING bool_and(s.frontier IS NOT NULL)),
+                     resets AS (DELETE FROM pgtrickle_changes.resets r
+                                WHERE r.source_relid = $1 AND r.__pgt_xid < (SELECT xid FROM bound))
+                     DELETE FROM {} b WHERE b.__pgt_xid < (SELECT xid FROM bound)",
+                    buffer_name(*relid)
+                ),
+                vec![(*relid).into()],
+                true,
+                |_| Ok(()),
+            )?;
+        }
+        Ok(())
+    })
 }
 
 /// Record a refresh that found nothing to apply, if that is still so: one statement with a
@@ -127,8 +133,11 @@ pub fn record_if_nothing_changed(st: &StreamTable, frontier: &Frontier) -> PgtRe
         .iter()
         .map(|relid| {
             format!(
-                "NOT EXISTS (SELECT 1 FROM {} b WHERE {window})",
-                buffer_name(*relid)
+                "NOT EXISTS (SELECT 1 FROM {} b WHERE {window}) \
+                 AND NOT EXISTS (SELECT 1 FROM pgtrickle_changes.resets b \
+                                 WHERE b.source_relid = {} AND {window})",
+                buffer_name(*relid),
+                relid.to_u32()
             )
         })
         .collect();

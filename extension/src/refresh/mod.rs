@@ -63,10 +63,13 @@ fn refresh_as_owner(st: &StreamTable) -> PgtResult<Outcome> {
     }
 }
 
+/// A cached plan: the defining query it was made from, the relations it depends on, the plan.
+type CachedPlan = (String, Vec<pgrx::pg_sys::Oid>, StreamPlan);
+
 thread_local! {
     /// Maintenance plans by stream table, with the defining query they were made from and the
     /// relations they depend on; dropped when any of those relations is invalidated.
-    static PLANS: std::cell::RefCell<std::collections::HashMap<i64, (String, Vec<pgrx::pg_sys::Oid>, StreamPlan)>> =
+    static PLANS: std::cell::RefCell<std::collections::HashMap<i64, CachedPlan>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 

@@ -1,7 +1,7 @@
 //! Rendering operator trees as SQL. Every operator becomes a subquery whose columns are named
 //! `c1 .. cn` plus the row weight `__pgt_w`; the change of each source is one `MATERIALIZED`
-//! CTE over its change buffer, restricted to the refresh window, consolidated (one row per
-//! distinct value, net weight) and shared by every use in the tree.
+//! CTE over its change buffer, restricted to the refresh window and shared by every use in the
+//! tree.
 
 use super::{quote_literal, Ident, QualifiedName};
 use crate::ir::{Expr, Rel, SourceId, Value};
@@ -137,20 +137,11 @@ impl Renderer<'_> {
                 if !self.ctes.iter().any(|(n, _)| *n == name) {
                     let s = self.source(*source);
                     let cols: Vec<String> = s.columns.iter().map(|c| format!("b.{c}")).collect();
-                    let group = if cols.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            " GROUP BY {}",
-                            (1..=cols.len())
-                                .map(|i| i.to_string())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    };
+                    // Not consolidated: every rule only sums weights, and the strategies that
+                    // need one row per value with its net weight group the rows themselves.
                     let body = format!(
-                        "SELECT {} FROM {} b WHERE {} AND NOT b.__pgt_reset{group} HAVING sum(b.__pgt_weight) <> 0",
-                        Self::select_list(&cols, "sum(b.__pgt_weight)::bigint"),
+                        "SELECT {} FROM {} b WHERE {}",
+                        Self::select_list(&cols, "b.__pgt_weight::bigint"),
                         s.buffer,
                         s.window
                     );
