@@ -30,21 +30,37 @@ pub fn query_one<T: FromDatum + IntoDatum>(
 /// Run `f` with `search_path` set to `path`; the previous value comes back afterwards, and also
 /// if `f` raises an error (the transaction's GUC nesting undoes it).
 pub fn with_search_path<R>(path: &str, f: impl FnOnce() -> R) -> R {
-    let value = CString::new(path).unwrap_or_default();
+    with_settings(&[("search_path", path)], f)
+}
+
+/// Run `f` with the given settings; the previous values come back afterwards, and also if `f`
+/// raises an error (the transaction's GUC nesting undoes it).
+pub fn with_settings<R>(settings: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
+    let settings: Vec<(CString, CString)> = settings
+        .iter()
+        .map(|(name, value)| {
+            (
+                CString::new(*name).unwrap_or_default(),
+                CString::new(*value).unwrap_or_default(),
+            )
+        })
+        .collect();
     // SAFETY: NewGUCNestLevel/AtEOXact_GUC pair up around `f`; set_config_option is given
     // NUL-terminated strings that outlive the call. On error, transaction abort pops the level.
     unsafe {
         let level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
+        for (name, value) in &settings {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
         let result = f();
         pg_sys::AtEOXact_GUC(true, level);
         result

@@ -8,6 +8,7 @@ use crate::catalog::StreamTableSettings;
 use crate::error::PgtResult;
 use crate::pg::{query_one, with_search_path, SAFE_SEARCH_PATH};
 use pg_trickle_core::dag::Dag;
+use pg_trickle_core::maintain::Strategy;
 use pg_trickle_core::options::RefreshMode;
 use pg_trickle_core::schedule::Schedule;
 use pg_trickle_core::{CoreError, ErrorKind};
@@ -269,7 +270,7 @@ pub fn install_hidden_columns(
         return Ok(());
     }
     crate::pg::run(&format!("ALTER TABLE {table} {}", actions.join(", ")), &[])?;
-    if plan.is_some() {
+    if let Some(plan) = plan {
         crate::pg::run(
             &format!(
                 "CREATE INDEX ON {table} ({})",
@@ -277,6 +278,11 @@ pub fn install_hidden_columns(
             ),
             &[],
         )?;
+        // rows updated in place (group and DISTINCT counts) leave room on their page, so the
+        // updates are HOT and skip index maintenance
+        if matches!(plan.strategy, Strategy::Algebraic(_) | Strategy::Distinct) {
+            crate::pg::run(&format!("ALTER TABLE {table} SET (fillfactor = 80)"), &[])?;
+        }
     }
     Ok(())
 }

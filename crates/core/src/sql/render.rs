@@ -1,6 +1,5 @@
 //! Rendering operator trees as SQL. Every operator becomes a subquery whose columns are named
-//! `c1 .. cn` plus the row weight `__pgt_w`; the change of each source is one `MATERIALIZED`
-//! CTE over its change buffer, restricted to the refresh window and shared by every use in the
+//! `c1 .. cn` plus the row weight `__pgt_w`; the change of each source is one CTE over its change buffer, restricted to the refresh window and shared by every use in the
 //! tree.
 
 use super::{quote_literal, Ident, QualifiedName};
@@ -28,14 +27,15 @@ pub struct Rendered {
 }
 
 impl Rendered {
-    /// The `WITH name AS MATERIALIZED (...), ...` prefix (empty without CTEs), with
-    /// `extra_ctes` after the delta CTEs. The caller appends the main statement.
+    /// The `WITH name AS (...), ...` prefix (empty without CTEs), with `extra_ctes` after the
+    /// delta CTEs. The caller appends the main statement. PostgreSQL inlines a CTE read once
+    /// and materializes one read more than once (a change read by several join terms).
     pub fn with_ctes(&self, extra_ctes: &[(String, String)]) -> String {
         let all: Vec<String> = self
             .ctes
             .iter()
             .chain(extra_ctes)
-            .map(|(name, body)| format!("{name} AS MATERIALIZED (\n{body}\n)"))
+            .map(|(name, body)| format!("{name} AS (\n{body}\n)"))
             .collect();
         if all.is_empty() {
             String::new()
@@ -314,6 +314,6 @@ mod tests {
         assert_eq!(r.body.matches("UNION ALL").count(), 2);
         assert!(r.body.contains("FROM public.t1 t"));
         let sql = format!("{}{}", r.with_ctes(&[]), r.body);
-        assert!(sql.starts_with("WITH __pgt_d0 AS MATERIALIZED"));
+        assert!(sql.starts_with("WITH __pgt_d0 AS ("));
     }
 }
