@@ -8,7 +8,9 @@
 pub mod cluster;
 pub mod db;
 pub mod oracle;
+pub mod script;
 
 pub use cluster::cluster;
 pub use db::{expect_error, TestDb};
-pub use oracle::assert_oracle;
+pub use oracle::{assert_oracle, oracle_mismatch};
+pub use script::Script;

@@ -6,22 +6,30 @@ use postgres::GenericClient;
 
 /// Assert that `stream_table` holds exactly the rows of `query`.
 pub fn assert_oracle(client: &mut impl GenericClient, stream_table: &str, query: &str) {
+    if let Some(report) = oracle_mismatch(client, stream_table, query) {
+        panic!("{report}");
+    }
+}
+
+/// `None` when `stream_table` holds exactly the rows of `query`; otherwise a report with the
+/// query and samples of the rows each side lacks.
+pub fn oracle_mismatch(client: &mut impl GenericClient, stream_table: &str, query: &str) -> Option<String> {
     let columns = visible_columns(client, stream_table);
     let extra_sql = format!("SELECT {columns} FROM {stream_table} EXCEPT ALL ({query})");
     let missing_sql = format!("({query}) EXCEPT ALL SELECT {columns} FROM {stream_table}");
     let extra = count(client, &extra_sql);
     let missing = count(client, &missing_sql);
     if extra == 0 && missing == 0 {
-        return;
+        return None;
     }
-    panic!(
+    Some(format!(
         "ORACLE MISMATCH for {stream_table}: {extra} rows too many, {missing} rows missing\n\
-         -- reproduce:\n{query};\nSELECT {columns} FROM {stream_table};\n\
+         -- compare:\n{query};\nSELECT {columns} FROM {stream_table};\n\
          -- rows in the stream table but not in the query:\n  {}\n\
          -- rows in the query but not in the stream table:\n  {}",
         sample(client, &extra_sql),
         sample(client, &missing_sql)
-    );
+    ))
 }
 
 fn count(client: &mut impl GenericClient, sql: &str) -> i64 {

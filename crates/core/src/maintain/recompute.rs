@@ -3,11 +3,34 @@
 //! bool_and, stddev, COUNT(DISTINCT), floating-point SUM ...), for HAVING, and for
 //! DISTINCT ON. The delta of the query's input names the affected keys; the defining query,
 //! restricted to those keys (a filter PostgreSQL pushes down into the grouping, so an index on
-//! the key column is used), gives their new rows; the old rows of those keys are replaced.
+//! the key column is used), gives their new rows; the old rows of those keys are replaced, and
+//! rows that come out the same are left untouched.
 //! Groups the delta does not touch are not read.
 
 use super::{counts_select, row_id, Apply, StreamPlan, ROW_ID};
 use crate::sql::render::{column, Rendered};
+
+/// The DELETE and INSERT that replace the affected keys' rows (`t_match` selects the stored rows
+/// of an affected key `a`) with the recomputed rows `fx`, leaving rows that came out the same
+/// untouched, and the counts.
+fn replace_changed(plan: &StreamPlan, t_match: &str) -> String {
+    let table = &plan.table;
+    let cols: Vec<String> = plan.visible.iter().map(|v| v.to_string()).collect();
+    let row = |alias: &str| format!("ROW({})", cols.iter().map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", "));
+    format!(
+        "del AS (DELETE FROM {table} t USING a WHERE {t_match}
+                   AND NOT EXISTS (SELECT 1 FROM fx WHERE fx.rid = t.{ROW_ID} AND {fx_row} IS NOT DISTINCT FROM {t_row})
+                 RETURNING 1),\n\
+         ins AS (INSERT INTO {table} ({list}, {ROW_ID}) SELECT {fx_cols}, fx.rid FROM fx
+                   WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{ROW_ID} = fx.rid AND {t_row} IS NOT DISTINCT FROM {fx_row})
+                 RETURNING 1)\n{counts}",
+        fx_row = row("fx"),
+        t_row = row("t"),
+        list = cols.join(", "),
+        fx_cols = cols.iter().map(|c| format!("fx.{c}")).collect::<Vec<_>>().join(", "),
+        counts = counts_select(&["del", "ins"]),
+    )
+}
 
 #[derive(Debug, Clone)]
 pub struct Recompute {
@@ -40,21 +63,17 @@ impl Recompute {
 
     pub fn apply(&self, plan: &StreamPlan, delta: &Rendered) -> Apply {
         let n = self.key_columns.len();
-        let table = &plan.table;
         let visible: Vec<String> = plan.visible.iter().map(|v| v.to_string()).collect();
         let f_visible: Vec<String> = visible.iter().map(|v| format!("f.{v}")).collect();
         if n == 0 {
             // one group: any change recomputes it
             let sql = format!(
                 "WITH a AS (SELECT {rid} AS rid),\n\
-                 fresh AS MATERIALIZED ({canonical}),\n\
-                 del AS (DELETE FROM {table} t USING a WHERE t.{ROW_ID} = a.rid RETURNING 1),\n\
-                 ins AS (INSERT INTO {table} ({cols}, {ROW_ID}) SELECT {fcols}, a.rid FROM fresh f, a RETURNING 1)\n{counts}",
+                 fx AS MATERIALIZED (SELECT {fcols}, a.rid FROM ({canonical}) f, a),\n{tail}",
                 rid = row_id(&[]),
                 canonical = plan.canonical_sql,
-                cols = visible.join(", "),
                 fcols = f_visible.join(", "),
-                counts = counts_select(&["del", "ins"]),
+                tail = replace_changed(plan, &format!("t.{ROW_ID} = a.rid")),
             );
             let keys_sql = format!(
                 "{}SELECT 1 FROM ({}) x LIMIT 1",
@@ -106,20 +125,17 @@ impl Recompute {
             .collect();
         let apply_sql = format!(
             "WITH a AS (SELECT {a_keys}, {rid} AS rid FROM unnest({arrays}) AS u({names})),\n\
-             fresh AS MATERIALIZED (SELECT q.* FROM ({canonical}) q WHERE {restrict}),\n\
-             del AS (DELETE FROM {table} t USING a WHERE {t_match} RETURNING 1),\n\
-             ins AS (INSERT INTO {table} ({cols}, {ROW_ID}) SELECT {fcols}, a.rid FROM fresh f JOIN a ON {f_match} RETURNING 1)\n{counts}",
+             fresh AS (SELECT q.* FROM ({canonical}) q WHERE {restrict}),\n\
+             fx AS MATERIALIZED (SELECT {fcols}, a.rid FROM fresh f JOIN a ON {f_match}),\n{tail}",
             a_keys = a_keys.iter().enumerate().map(|(i, k)| format!("{k} AS k{i}")).collect::<Vec<_>>().join(", "),
             rid = row_id(&a_keys),
             arrays = (0..n).map(typed).collect::<Vec<_>>().join(", "),
             names = (0..n).map(|i| format!("k{i}")).collect::<Vec<_>>().join(", "),
             canonical = plan.canonical_sql,
             restrict = restrict.join(" AND "),
-            t_match = t_match.join(" AND "),
-            cols = visible.join(", "),
+            tail = replace_changed(plan, &t_match.join(" AND ")),
             fcols = f_visible.join(", "),
             f_match = if f_match.is_empty() { "true".to_string() } else { f_match.join(" AND ") },
-            counts = counts_select(&["del", "ins"]),
         );
         Apply::TwoPhase {
             keys_sql,
