@@ -13,7 +13,11 @@ pub fn assert_oracle(client: &mut impl GenericClient, stream_table: &str, query:
 
 /// `None` when `stream_table` holds exactly the rows of `query`; otherwise a report with the
 /// query and samples of the rows each side lacks.
-pub fn oracle_mismatch(client: &mut impl GenericClient, stream_table: &str, query: &str) -> Option<String> {
+pub fn oracle_mismatch(
+    client: &mut impl GenericClient,
+    stream_table: &str,
+    query: &str,
+) -> Option<String> {
     let columns = visible_columns(client, stream_table);
     let extra_sql = format!("SELECT {columns} FROM {stream_table} EXCEPT ALL ({query})");
     let missing_sql = format!("({query}) EXCEPT ALL SELECT {columns} FROM {stream_table}");

@@ -17,10 +17,17 @@ impl Script {
 
     /// Run `sql` (one or more statements) and record it.
     pub fn run(&mut self, client: &mut Client, sql: &str) {
-        self.statements.push(sql.trim_end().trim_end_matches(';').to_string());
+        self.statements
+            .push(sql.trim_end().trim_end_matches(';').to_string());
         if let Err(e) = client.batch_execute(sql) {
-            let message = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
-            panic!("statement failed: {message}\n-- reproduction script:\n{}", self.text());
+            let message = e
+                .as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_else(|| e.to_string());
+            panic!(
+                "statement failed: {message}\n-- reproduction script:\n{}",
+                self.text()
+            );
         }
     }
 

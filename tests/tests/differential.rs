@@ -135,9 +135,12 @@ fn random_round_sql(rng: &mut StdRng) -> String {
 
 fn random_round(rng: &mut StdRng, client: &mut Client) {
     let sql = random_round_sql(rng);
-    client
-        .batch_execute(&sql)
-        .unwrap_or_else(|e| panic!("DML failed: {:?}\n{sql}", e.as_db_error().map(|d| d.message())));
+    client.batch_execute(&sql).unwrap_or_else(|e| {
+        panic!(
+            "DML failed: {:?}\n{sql}",
+            e.as_db_error().map(|d| d.message())
+        )
+    });
 }
 
 fn refresh_and_check(client: &mut Client, name: &str, query: &str) {
@@ -176,14 +179,20 @@ fn random_changes_keep_every_shape_equal_to_its_query() {
         );
         script.check(&mut client, name, query);
     }
-    let seed: u64 = std::env::var("PGT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let seed: u64 = std::env::var("PGT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     println!("seed {seed} (set PGT_SEED to reproduce)");
     let mut rng = StdRng::seed_from_u64(seed);
     for _round in 0..50 {
         let dml = random_round_sql(&mut rng);
         script.run(&mut client, &dml);
         for (name, query) in QUERIES {
-            script.run(&mut client, &format!("SELECT pgtrickle.refresh_stream_table('{name}')"));
+            script.run(
+                &mut client,
+                &format!("SELECT pgtrickle.refresh_stream_table('{name}')"),
+            );
             script.check(&mut client, name, query);
             assert_differential(&mut client, name);
         }
@@ -454,18 +463,27 @@ fn a_refresh_touches_only_rows_whose_result_changes() {
     let maxes = "SELECT pid, max(qty) AS m FROM orders GROUP BY pid";
     for (name, query) in [("sums", sums), ("maxes", maxes)] {
         client
-            .execute("SELECT pgtrickle.create_stream_table($1, $2, refresh_mode => 'DIFFERENTIAL')", &[&name, &query])
+            .execute(
+                "SELECT pgtrickle.create_stream_table($1, $2, refresh_mode => 'DIFFERENTIAL')",
+                &[&name, &query],
+            )
             .expect("create");
     }
     let versions = |client: &mut Client, table: &str| -> Vec<(i32, String)> {
         client
-            .query(&format!("SELECT pid, xmin::text FROM {table} ORDER BY pid"), &[])
+            .query(
+                &format!("SELECT pid, xmin::text FROM {table} ORDER BY pid"),
+                &[],
+            )
             .expect("versions")
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect()
     };
-    let (sums_before, maxes_before) = (versions(&mut client, "sums"), versions(&mut client, "maxes"));
+    let (sums_before, maxes_before) = (
+        versions(&mut client, "sums"),
+        versions(&mut client, "maxes"),
+    );
     // product 1 gets one more unit (its sum changes) and a new order smaller than its largest
     // (its maximum does not)
     client
@@ -473,7 +491,10 @@ fn a_refresh_touches_only_rows_whose_result_changes() {
         .expect("change");
     refresh_and_check(&mut client, "sums", sums);
     refresh_and_check(&mut client, "maxes", maxes);
-    let (sums_after, maxes_after) = (versions(&mut client, "sums"), versions(&mut client, "maxes"));
+    let (sums_after, maxes_after) = (
+        versions(&mut client, "sums"),
+        versions(&mut client, "maxes"),
+    );
     let changed: Vec<i32> = sums_before
         .iter()
         .zip(&sums_after)
@@ -481,5 +502,8 @@ fn a_refresh_touches_only_rows_whose_result_changes() {
         .map(|(b, _)| b.0)
         .collect();
     assert_eq!(changed, vec![1], "only product 1's sum changed");
-    assert_eq!(maxes_before, maxes_after, "no maximum changed, so no row was rewritten");
+    assert_eq!(
+        maxes_before, maxes_after,
+        "no maximum changed, so no row was rewritten"
+    );
 }

@@ -1,6 +1,6 @@
 //! `pgtrickle.refresh_stream_table(name)`: bring one stream table up to date now.
 
-use super::{check_owner, lookup_stream_table, required};
+use super::{check_owner, lock_stream_table, required};
 use crate::error::OrRaise;
 use pgrx::prelude::*;
 
@@ -10,9 +10,9 @@ use pgrx::prelude::*;
 fn refresh_stream_table(name: Option<&str>) {
     (|| {
         let name = required(name, "name")?;
-        let st = lookup_stream_table(name)?;
+        let st = lock_stream_table(name)?;
         check_owner(&st, "refresh")?;
-        let outcome = crate::refresh::refresh(&st)?;
+        let outcome = crate::refresh::refresh_locked(&st)?;
         pgrx::debug1!(
             "pg_trickle: refreshed {} ({}{}): {} deleted, {} updated, {} inserted",
             st.qualified_name(),

@@ -192,16 +192,6 @@ pub fn find_by_relid(relid: pg_sys::Oid) -> PgtResult<Option<StreamTable>> {
         .next())
 }
 
-/// The stream table a (quoted, possibly qualified) name resolves to through `search_path`.
-pub fn find_by_name(quoted: &str) -> PgtResult<Option<StreamTable>> {
-    Ok(load(
-        "s.pgt_relid = pg_catalog.to_regclass($1)",
-        vec![quoted.into()],
-    )?
-    .into_iter()
-    .next())
-}
-
 pub fn all() -> PgtResult<Vec<StreamTable>> {
     load("true", vec![])
 }

@@ -55,21 +55,11 @@ fn counts(rows: &Rows) -> (i64, i64, i64) {
     (get(0), get(1), get(2))
 }
 
-/// Refresh `st` differentially. The no-change path is one statement over the change buffers;
-/// the query is planned only when there is something to apply.
+/// Refresh `st` differentially. The query is planned only when there is something to apply.
 pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
     let Some(previous) = st.frontier.clone() else {
         return full::refresh(st, Some(&super::planned(st)?), Some("first refresh".into()));
     };
-    if frontier::record_if_nothing_changed(st, &previous)? {
-        return Ok(Outcome {
-            mode: "NOOP",
-            reason: None,
-            deleted: 0,
-            updated: 0,
-            inserted: 0,
-        });
-    }
     let relids = &st.captured_sources;
     let snapshot = PinnedSnapshot::take();
     let window = frontier::window_parameterized();
@@ -87,14 +77,29 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
             ]
         })
         .collect();
-    let flags: Vec<bool> = snapshot
-        .query(&format!("SELECT {}", checks.join(", ")), &params())?
-        .into_iter()
-        .next()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| v.as_deref() == Some("t"))
-        .collect();
+    let flags: Vec<bool> = if checks.is_empty() {
+        Vec::new()
+    } else {
+        snapshot
+            .query(&format!("SELECT {}", checks.join(", ")), &params())?
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.as_deref() == Some("t"))
+            .collect()
+    };
+    if !flags.iter().any(|flag| *flag) {
+        // nothing to apply: the frontier stays where it is, which remains exact
+        frontier::record_noop(st)?;
+        return Ok(Outcome {
+            mode: "NOOP",
+            reason: None,
+            deleted: 0,
+            updated: 0,
+            inserted: 0,
+        });
+    }
     if flags.iter().skip(1).step_by(2).any(|reset| *reset) {
         drop(snapshot);
         return full::refresh(

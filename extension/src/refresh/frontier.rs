@@ -48,8 +48,10 @@ fn window_over(snap: &str, xid: &str, seq: &str) -> String {
 }
 
 /// Record the refresh in the catalog (status, mode, reason, and as new frontier the pinned
-/// snapshot with this transaction's own change rows so far), then delete the buffer rows every
-/// dependant has consumed.
+/// snapshot with this transaction's own change rows so far) and delete the change rows every
+/// dependant has now consumed: one statement under the pinned snapshot. The deletion bound is
+/// the oldest of the other dependants' frontiers and the one being recorded; a dependant not
+/// yet refreshed keeps everything.
 pub fn record(
     snapshot: &PinnedSnapshot,
     st: &StreamTable,
@@ -76,6 +78,29 @@ pub fn record(
             own_seq.join(", ")
         )
     };
+    let cleanups: String = st
+        .captured_sources
+        .iter()
+        .enumerate()
+        .map(|(i, relid)| {
+            let others = format!(
+                "FROM pgtrickle.pgt_dependencies d JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
+                 WHERE d.source_relid = {oid} AND d.columns IS NOT NULL AND s.pgt_id <> $1",
+                oid = relid.to_u32()
+            );
+            format!(
+                ",\nbound{i} AS (SELECT CASE WHEN EXISTS (SELECT 1 {others} AND s.frontier IS NULL) THEN NULL
+                     ELSE LEAST((SELECT min(LEAST(pg_catalog.pg_snapshot_xmin(s.frontier), s.frontier_own_xid)) {others}),
+                                (SELECT LEAST(pg_catalog.pg_snapshot_xmin(r.frontier), r.frontier_own_xid) FROM rec r))
+                     END AS xid),
+                 clean{i} AS (DELETE FROM {buffer} b WHERE b.__pgt_xid < (SELECT xid FROM bound{i})),
+                 resets{i} AS (DELETE FROM pgtrickle_changes.resets b
+                               WHERE b.source_relid = {oid} AND b.__pgt_xid < (SELECT xid FROM bound{i}))",
+                buffer = buffer_name(*relid),
+                oid = relid.to_u32()
+            )
+        })
+        .collect();
     let sql = format!(
         "WITH rec AS (UPDATE pgtrickle.pgt_stream_tables
              SET status = 'ACTIVE', last_error_message = NULL, last_error_at = NULL,
@@ -86,7 +111,7 @@ pub fn record(
                                      ELSE pg_catalog.pg_current_wal_insert_lsn() END,
                  frontier_at = pg_catalog.statement_timestamp(),
                  last_refreshed_at = pg_catalog.clock_timestamp()
-             WHERE pgt_id = $1 RETURNING 1)
+             WHERE pgt_id = $1 RETURNING frontier, frontier_own_xid){cleanups}
          SELECT count(*) FROM rec"
     );
     let params = [
@@ -94,70 +119,22 @@ pub fn record(
         Param::new(mode.to_string()),
         Param::new(reason.map(str::to_string)),
     ];
-    as_extension_owner(|| {
-        snapshot.query(&sql, &params)?;
-        // a separate statement, so that it sees the frontier just recorded
-        for relid in &st.captured_sources {
-            with_cached_plan(
-                &format!(
-                    "WITH bound AS (
-                         SELECT min(LEAST(pg_catalog.pg_snapshot_xmin(s.frontier), s.frontier_own_xid)) AS xid
-                         FROM pgtrickle.pgt_dependencies d JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
-                         WHERE d.source_relid = $1 AND d.columns IS NOT NULL
-                         HAVING bool_and(s.frontier IS NOT NULL)),
-                     resets AS (DELETE FROM pgtrickle_changes.resets r
-                                WHERE r.source_relid = $1 AND r.__pgt_xid < (SELECT xid FROM bound))
-                     DELETE FROM {} b WHERE b.__pgt_xid < (SELECT xid FROM bound)",
-                    buffer_name(*relid)
-                ),
-                vec![(*relid).into()],
-                true,
-                |_| Ok(()),
-            )?;
-        }
-        Ok(())
-    })
+    as_extension_owner(|| snapshot.query(&sql, &params).map(|_| ()))
 }
 
-/// Record a refresh that found nothing to apply, if that is still so: one statement with a
-/// plan kept per stream table. The frontier stays where it is, which remains exact: every
-/// change after it is still ahead.
-pub fn record_if_nothing_changed(st: &StreamTable, frontier: &Frontier) -> PgtResult<bool> {
-    let window = window_over(
-        "$2::pg_catalog.pg_snapshot",
-        "$3::pg_catalog.xid8",
-        "$4::bigint",
-    );
-    let none: Vec<String> = st
-        .captured_sources
-        .iter()
-        .map(|relid| {
-            format!(
-                "NOT EXISTS (SELECT 1 FROM {} b WHERE {window}) \
-                 AND NOT EXISTS (SELECT 1 FROM pgtrickle_changes.resets b \
-                                 WHERE b.source_relid = {} AND {window})",
-                buffer_name(*relid),
-                relid.to_u32()
-            )
-        })
-        .collect();
-    let condition = if none.is_empty() {
-        "true".to_string()
-    } else {
-        none.join(" AND ")
-    };
-    let sql = format!(
-        "UPDATE pgtrickle.pgt_stream_tables
-         SET status = 'ACTIVE', last_error_message = NULL, last_error_at = NULL,
-             last_refresh_mode = 'NOOP', last_refresh_reason = 'no changes',
-             last_refreshed_at = pg_catalog.clock_timestamp()
-         WHERE pgt_id = $1 AND {condition} RETURNING true"
-    );
-    let args = vec![
-        st.pgt_id.into(),
-        frontier.snapshot.clone().into(),
-        frontier.own_xid.clone().into(),
-        frontier.own_seq.unwrap_or(0).into(),
-    ];
-    as_extension_owner(|| with_cached_plan(&sql, args, true, |table| Ok(!table.is_empty())))
+/// Record a refresh that found nothing to apply. The frontier stays where it is, which remains
+/// exact: every change after it is still ahead.
+pub fn record_noop(st: &StreamTable) -> PgtResult<()> {
+    as_extension_owner(|| {
+        with_cached_plan(
+            "UPDATE pgtrickle.pgt_stream_tables
+             SET status = 'ACTIVE', last_error_message = NULL, last_error_at = NULL,
+                 last_refresh_mode = 'NOOP', last_refresh_reason = 'no changes',
+                 last_refreshed_at = pg_catalog.clock_timestamp()
+             WHERE pgt_id = $1",
+            vec![st.pgt_id.into()],
+            true,
+            |_| Ok(()),
+        )
+    })
 }

@@ -39,6 +39,11 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
     let st = &crate::catalog::store::lock_for_refresh(st.relid)?.ok_or_else(|| {
         CoreError::internal(format!("stream table {} vanished", st.qualified_name()))
     })?;
+    refresh_locked(st)
+}
+
+/// Refresh `st`, whose catalog row this transaction has just read with the refresh lock.
+pub fn refresh_locked(st: &StreamTable) -> PgtResult<Outcome> {
     as_role(st.owner, true, || refresh_as_owner(st))
 }
 

@@ -16,7 +16,15 @@ use crate::sql::render::{column, Rendered};
 fn replace_changed(plan: &StreamPlan, t_match: &str) -> String {
     let table = &plan.table;
     let cols: Vec<String> = plan.visible.iter().map(|v| v.to_string()).collect();
-    let row = |alias: &str| format!("ROW({})", cols.iter().map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", "));
+    let row = |alias: &str| {
+        format!(
+            "ROW({})",
+            cols.iter()
+                .map(|c| format!("{alias}.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     format!(
         "del AS (DELETE FROM {table} t USING a WHERE {t_match}
                    AND NOT EXISTS (SELECT 1 FROM fx WHERE fx.rid = t.{ROW_ID} AND {fx_row} IS NOT DISTINCT FROM {t_row})
@@ -127,15 +135,27 @@ impl Recompute {
             "WITH a AS (SELECT {a_keys}, {rid} AS rid FROM unnest({arrays}) AS u({names})),\n\
              fresh AS (SELECT q.* FROM ({canonical}) q WHERE {restrict}),\n\
              fx AS MATERIALIZED (SELECT {fcols}, a.rid FROM fresh f JOIN a ON {f_match}),\n{tail}",
-            a_keys = a_keys.iter().enumerate().map(|(i, k)| format!("{k} AS k{i}")).collect::<Vec<_>>().join(", "),
+            a_keys = a_keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| format!("{k} AS k{i}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             rid = row_id(&a_keys),
             arrays = (0..n).map(typed).collect::<Vec<_>>().join(", "),
-            names = (0..n).map(|i| format!("k{i}")).collect::<Vec<_>>().join(", "),
+            names = (0..n)
+                .map(|i| format!("k{i}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             canonical = plan.canonical_sql,
             restrict = restrict.join(" AND "),
             tail = replace_changed(plan, &t_match.join(" AND ")),
             fcols = f_visible.join(", "),
-            f_match = if f_match.is_empty() { "true".to_string() } else { f_match.join(" AND ") },
+            f_match = if f_match.is_empty() {
+                "true".to_string()
+            } else {
+                f_match.join(" AND ")
+            },
         );
         Apply::TwoPhase {
             keys_sql,
