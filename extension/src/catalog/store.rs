@@ -206,47 +206,25 @@ pub fn dependants_of(relids: &[pg_sys::Oid]) -> PgtResult<Vec<StreamTable>> {
 
 /// The stream tables `pgt_id` reads (directly or through views).
 pub fn stream_table_sources(pgt_id: i64) -> PgtResult<Vec<pg_sys::Oid>> {
-    Spi::connect(|client| {
-        let rows = client
-            .select(
-                "SELECT source_relid FROM pgtrickle.pgt_dependencies
-                 WHERE pgt_id = $1 AND source_kind = 'STREAM_TABLE' ORDER BY source_relid",
-                None,
-                &[pgt_id.into()],
-            )
-            .map_err(spi_error)?;
-        let mut out = Vec::new();
-        for row in rows {
-            if let Some(oid) = row.get::<pg_sys::Oid>(1).map_err(spi_error)? {
-                out.push(oid);
-            }
-        }
-        Ok(out)
-    })
+    oids(
+        "SELECT array_agg(source_relid ORDER BY source_relid) FROM pgtrickle.pgt_dependencies
+         WHERE pgt_id = $1 AND source_kind = 'STREAM_TABLE'",
+        &[pgt_id.into()],
+    )
 }
 
 /// Which of `relids` are captured sources.
 pub fn captured_among(relids: &[pg_sys::Oid]) -> PgtResult<Vec<pg_sys::Oid>> {
-    if relids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Spi::connect(|client| {
-        let rows = client
-            .select(
-                "SELECT DISTINCT source_relid FROM pgtrickle.pgt_dependencies
-                 WHERE source_relid = ANY($1) AND columns IS NOT NULL",
-                None,
-                &[relids.to_vec().into()],
-            )
-            .map_err(spi_error)?;
-        let mut out = Vec::new();
-        for row in rows {
-            if let Some(oid) = row.get::<pg_sys::Oid>(1).map_err(spi_error)? {
-                out.push(oid);
-            }
-        }
-        Ok(out)
-    })
+    oids(
+        "SELECT array_agg(DISTINCT source_relid) FROM pgtrickle.pgt_dependencies
+         WHERE source_relid = ANY($1) AND columns IS NOT NULL",
+        &[relids.to_vec().into()],
+    )
+}
+
+/// The OIDs an `array_agg` query returns (none for NULL).
+pub fn oids(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> PgtResult<Vec<pg_sys::Oid>> {
+    Ok(query_one::<Vec<pg_sys::Oid>>(sql, args)?.unwrap_or_default())
 }
 
 /// Whether `relid` is a stream table.
@@ -407,23 +385,11 @@ pub fn set_maintenance(
 
 /// Sources of `pgt_id` whose changes are captured for it.
 pub fn captured_sources(pgt_id: i64) -> PgtResult<Vec<pg_sys::Oid>> {
-    Spi::connect(|client| {
-        let rows = client
-            .select(
-                "SELECT source_relid FROM pgtrickle.pgt_dependencies
-                 WHERE pgt_id = $1 AND columns IS NOT NULL ORDER BY source_relid",
-                None,
-                &[pgt_id.into()],
-            )
-            .map_err(spi_error)?;
-        let mut out = Vec::new();
-        for row in rows {
-            if let Some(oid) = row.get::<pg_sys::Oid>(1).map_err(spi_error)? {
-                out.push(oid);
-            }
-        }
-        Ok(out)
-    })
+    oids(
+        "SELECT array_agg(source_relid ORDER BY source_relid) FROM pgtrickle.pgt_dependencies
+         WHERE pgt_id = $1 AND columns IS NOT NULL",
+        &[pgt_id.into()],
+    )
 }
 
 /// Remove catalog rows whose table no longer exists (after DROP TABLE, DROP SCHEMA CASCADE,

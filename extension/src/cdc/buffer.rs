@@ -43,54 +43,51 @@ pub struct Tracked {
     pub type_name: String,
 }
 
-fn tracked_columns(relid: pg_sys::Oid) -> PgtResult<Vec<Tracked>> {
-    Spi::connect(|client| {
-        let rows = client
-            .select(
-                "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod)
-                 FROM pg_catalog.pg_attribute a
-                 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
-                   AND a.attname IN (SELECT unnest(d.columns) FROM pgtrickle.pgt_dependencies d
-                                     WHERE d.source_relid = $1 AND d.columns IS NOT NULL)
-                 ORDER BY a.attnum",
-                None,
-                &[relid.into()],
-            )
-            .map_err(spi_error)?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(Tracked {
-                name: row.get::<String>(1).map_err(spi_error)?.unwrap_or_default(),
-                type_name: row.get::<String>(2).map_err(spi_error)?.unwrap_or_default(),
-            });
-        }
-        Ok(out)
-    })
+/// Columns of relation `relation_sql` (an SQL expression for its OID) that satisfy
+/// `condition` (over `a`, the pg_attribute row), in column order.
+fn columns(
+    relation_sql: &str,
+    condition: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> PgtResult<Vec<Tracked>> {
+    let (names, types) = Spi::get_two_with_args::<Vec<String>, Vec<String>>(
+        &format!(
+            "SELECT array_agg(a.attname::text ORDER BY a.attnum),
+                    array_agg(pg_catalog.format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
+             FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = {relation_sql} AND a.attnum > 0 AND NOT a.attisdropped AND {condition}"
+        ),
+        args,
+    )
+    .map_err(spi_error)?;
+    Ok(names
+        .unwrap_or_default()
+        .into_iter()
+        .zip(types.unwrap_or_default())
+        .map(|(name, type_name)| Tracked { name, type_name })
+        .collect())
 }
 
-/// Columns the buffer has now (besides its own `__pgt_*` columns), with their types.
+/// The source columns some dependant reads.
+fn tracked_columns(relid: pg_sys::Oid) -> PgtResult<Vec<Tracked>> {
+    columns(
+        "$1",
+        "a.attname IN (SELECT unnest(d.columns) FROM pgtrickle.pgt_dependencies d
+                       WHERE d.source_relid = $1 AND d.columns IS NOT NULL)",
+        &[relid.into()],
+    )
+}
+
+/// Columns the buffer has now (besides its own `__pgt_*` columns).
 fn buffer_columns(relid: pg_sys::Oid) -> PgtResult<Vec<Tracked>> {
-    let buffer = buffer_name(relid).to_string();
-    Spi::connect(|client| {
-        let rows = client
-            .select(
-                "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod)
-                 FROM pg_catalog.pg_attribute a
-                 WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-                   AND a.attname NOT LIKE '\\_\\_pgt\\_%'",
-                None,
-                &[buffer.as_str().into()],
-            )
-            .map_err(spi_error)?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(Tracked {
-                name: row.get::<String>(1).map_err(spi_error)?.unwrap_or_default(),
-                type_name: row.get::<String>(2).map_err(spi_error)?.unwrap_or_default(),
-            });
-        }
-        Ok(out)
-    })
+    columns(
+        &format!(
+            "pg_catalog.to_regclass({})",
+            pg_trickle_core::sql::quote_literal(&buffer_name(relid).to_string())
+        ),
+        "a.attname NOT LIKE '\\_\\_pgt\\_%'",
+        &[],
+    )
 }
 
 /// Whether source `relid` has a differentially maintained dependant, and whether all of them
@@ -196,28 +193,17 @@ fn remove(relid: pg_sys::Oid, source_exists: bool) -> PgtResult<()> {
 
 /// Remove the capture of every source that no longer has a differential dependant.
 pub fn prune_unused() -> PgtResult<()> {
-    let orphans: Vec<pg_sys::Oid> = as_extension_owner(|| {
-        Spi::connect(|client| {
-            let rows = client
-                .select(
-                    "SELECT substr(c.relname, 9)::oid FROM pg_catalog.pg_class c
-                     WHERE c.relnamespace = 'pgtrickle_changes'::regnamespace AND c.relkind = 'r'
-                       AND c.relname ~ '^changes_[0-9]+$'
-                       AND NOT EXISTS (SELECT 1 FROM pgtrickle.pgt_dependencies d
-                                       WHERE d.source_relid = substr(c.relname, 9)::oid
-                                         AND d.columns IS NOT NULL)",
-                    None,
-                    &[],
-                )
-                .map_err(spi_error)?;
-            let mut out = Vec::new();
-            for row in rows {
-                if let Some(oid) = row.get::<pg_sys::Oid>(1).map_err(spi_error)? {
-                    out.push(oid);
-                }
-            }
-            Ok(out)
-        })
+    let orphans = as_extension_owner(|| {
+        crate::catalog::store::oids(
+            "SELECT array_agg(substr(c.relname, 9)::oid) FROM pg_catalog.pg_class c
+             WHERE c.relnamespace = 'pgtrickle_changes'::regnamespace AND c.relkind = 'r'
+               AND c.relname ~ '^changes_[0-9]+$'
+               AND NOT EXISTS (SELECT 1 FROM pgtrickle.pgt_dependencies d
+                               WHERE d.source_relid = substr(c.relname, 9)::oid
+                                 AND d.columns IS NOT NULL)
+",
+            &[],
+        )
     })?;
     for relid in orphans {
         sync_source(relid)?;

@@ -92,13 +92,7 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
     if !flags.iter().any(|flag| *flag) {
         // nothing to apply: the frontier stays where it is, which remains exact
         frontier::record_noop(st)?;
-        return Ok(Outcome {
-            mode: "NOOP",
-            reason: None,
-            deleted: 0,
-            updated: 0,
-            inserted: 0,
-        });
+        return Ok(Outcome::noop());
     }
     if flags.iter().skip(1).step_by(2).any(|reset| *reset) {
         drop(snapshot);
@@ -122,13 +116,7 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
     };
     let Some(delta_body) = prune(&delta(&plan.body), &changed) else {
         frontier::record(&snapshot, st, "NOOP", Some("no changes"))?;
-        return Ok(Outcome {
-            mode: "NOOP",
-            reason: None,
-            deleted: 0,
-            updated: 0,
-            inserted: 0,
-        });
+        return Ok(Outcome::noop());
     };
     let mut windowed = plan.clone();
     for source in &mut windowed.sources {

@@ -31,6 +31,19 @@ pub struct Outcome {
     pub inserted: i64,
 }
 
+impl Outcome {
+    /// A refresh that found nothing to apply.
+    pub fn noop() -> Outcome {
+        Outcome {
+            mode: "NOOP",
+            reason: None,
+            deleted: 0,
+            updated: 0,
+            inserted: 0,
+        }
+    }
+}
+
 /// Refresh `st` now.
 pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
     // Refreshes of one stream table serialize on its catalog row (readers of the stream table
