@@ -21,6 +21,30 @@ use crate::pg::{query_one, with_search_path, SAFE_SEARCH_PATH};
 use pg_trickle_core::{CoreError, ErrorKind};
 use pgrx::prelude::*;
 
+static OWN_DDL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// While alive, this backend is running pg_trickle's own DDL (change capture, hidden columns),
+/// and the checks that judge users' DDL on capture triggers and hidden columns stand aside:
+/// they would see a half-built state.
+pub struct OwnDdl(());
+
+impl OwnDdl {
+    pub fn begin() -> Self {
+        OWN_DDL.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        OwnDdl(())
+    }
+
+    fn active() -> bool {
+        OWN_DDL.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+}
+
+impl Drop for OwnDdl {
+    fn drop(&mut self) {
+        OWN_DDL.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Called by the `sql_drop` event trigger.
 #[pg_extern]
 fn _pgt_after_drop() {
@@ -113,9 +137,46 @@ fn affected_objects() -> PgtResult<(Vec<pg_sys::Oid>, bool)> {
     })
 }
 
+/// The hidden columns of a differentially maintained stream table are exactly those its
+/// maintenance plan stores.
+fn check_hidden_columns(st: &StreamTable) -> PgtResult<()> {
+    if st.maintenance.is_none() || OwnDdl::active() {
+        return Ok(());
+    }
+    let mut wanted: Vec<String> = crate::refresh::planned(st)?
+        .hidden_columns()
+        .into_iter()
+        .map(|(name, type_name)| format!("{name} {type_name}"))
+        .collect();
+    let mut present: Vec<String> = with_search_path(SAFE_SEARCH_PATH, || {
+        query_one::<Vec<String>>(
+            "SELECT array_agg(attname::text || ' ' || format_type(atttypid, atttypmod)) FROM pg_attribute
+             WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attname LIKE '\\_\\_pgt\\_%'",
+            &[st.relid.into()],
+        )
+    })?
+    .unwrap_or_default();
+    wanted.sort();
+    present.sort();
+    if wanted != present {
+        return Err(CoreError::new(
+            ErrorKind::FeatureNotSupported,
+            format!(
+                "cannot change the hidden columns of stream table {}",
+                st.qualified_name()
+            ),
+        )
+        .with_detail(
+            "Columns named __pgt_* hold the state pg_trickle maintains the stream table with.",
+        )
+        .with_hint("Drop and create the stream table again to start over."));
+    }
+    Ok(())
+}
+
 /// The capture triggers of every captured source must stay present and enabled.
 fn check_capture_intact() -> PgtResult<()> {
-    if crate::cdc::setting_up() {
+    if OwnDdl::active() {
         return Ok(());
     }
     let broken: Option<String> = query_one(
@@ -161,6 +222,7 @@ fn check_stream_table_intact(st: &StreamTable) -> PgtResult<()> {
     if !guard::is_intact(st.relid)? {
         return Err(guard_removed(st));
     }
+    check_hidden_columns(st)?;
     let (names, types) = current_columns(st.relid)?;
     if names != st.column_names || types != st.column_types {
         return Err(CoreError::new(

@@ -507,3 +507,27 @@ fn a_refresh_touches_only_rows_whose_result_changes() {
         "no maximum changed, so no row was rewritten"
     );
 }
+
+#[test]
+fn source_column_names_never_clash_with_the_capture_function() {
+    let db = TestDb::new("differential_clash");
+    let mut client = db.connect();
+    let query = "SELECT pgt_xid, sum(pgt_seq) AS s, count(*) AS n FROM odd GROUP BY pgt_xid";
+    client
+        .batch_execute(
+            "CREATE TABLE odd (id int PRIMARY KEY, pgt_xid int, pgt_seq int, \"TG_OP\" text);
+             INSERT INTO odd SELECT i, i % 3, i, 'x' FROM generate_series(1, 20) i;",
+        )
+        .expect("setup");
+    client
+        .execute("SELECT pgtrickle.create_stream_table('odd_totals', $1, refresh_mode => 'DIFFERENTIAL')", &[&query])
+        .expect("create");
+    client
+        .batch_execute(
+            "INSERT INTO odd VALUES (100, 1, 5, 'y');
+             UPDATE odd SET pgt_seq = pgt_seq + 10, pgt_xid = 2 WHERE id < 5;
+             DELETE FROM odd WHERE id = 7;",
+        )
+        .expect("changes");
+    refresh_and_check(&mut client, "odd_totals", query);
+}

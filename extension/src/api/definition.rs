@@ -235,6 +235,7 @@ pub fn install_hidden_columns(
     relid: pg_sys::Oid,
     plan: Option<&pg_trickle_core::maintain::StreamPlan>,
 ) -> PgtResult<()> {
+    let _own = crate::ddl::OwnDdl::begin();
     let existing: Vec<String> = Spi::connect(|client| {
         let rows = client
             .select(

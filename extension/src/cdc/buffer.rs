@@ -7,30 +7,6 @@ use crate::pg::{as_extension_owner, query_one, run};
 use pg_trickle_core::sql::{quote_ident, QualifiedName};
 use pgrx::prelude::*;
 
-static SETTING_UP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-/// While alive, this backend is changing capture objects itself, and the DDL checks on capture
-/// triggers stand aside (they judge users' DDL, not a half-built capture).
-struct CaptureSetup(());
-
-impl CaptureSetup {
-    fn begin() -> Self {
-        SETTING_UP.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        CaptureSetup(())
-    }
-}
-
-impl Drop for CaptureSetup {
-    fn drop(&mut self) {
-        SETTING_UP.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// Whether this backend is in the middle of setting up or removing capture.
-pub fn setting_up() -> bool {
-    SETTING_UP.load(std::sync::atomic::Ordering::SeqCst) > 0
-}
-
 /// The buffer of source `relid`.
 pub fn buffer_name(relid: pg_sys::Oid) -> QualifiedName {
     QualifiedName::new("pgtrickle_changes", format!("changes_{}", relid.to_u32()))
@@ -106,7 +82,7 @@ fn dependants(relid: pg_sys::Oid) -> PgtResult<Option<bool>> {
 /// of the source are waited for first, so that no transaction keeps writing with an older
 /// capture function once this one commits.
 pub fn sync_source(relid: pg_sys::Oid) -> PgtResult<()> {
-    let _setup = CaptureSetup::begin();
+    let _own = crate::ddl::OwnDdl::begin();
     as_extension_owner(|| {
         let exists = query_one::<bool>(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = $1)",

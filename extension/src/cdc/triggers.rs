@@ -32,26 +32,38 @@ fn function_body(
         "INSERT INTO pgtrickle_changes.resets (source_relid) VALUES ({});",
         relid.to_u32()
     );
+    // The transaction id and sequence number are the same for every row of one statement:
+    // computed once (in the DECLARE section), not per row.
     let insert = format!(
-        "INSERT INTO {buffer} (__pgt_weight{}) SELECT 1{} FROM __pgt_new n;",
+        "INSERT INTO {buffer} (__pgt_xid, __pgt_seq, __pgt_weight{}) SELECT pgt_xid, pgt_seq, 1{} FROM __pgt_new n;",
         list(""),
         list("n.")
     );
     let delete = format!(
-        "INSERT INTO {buffer} (__pgt_weight{}) SELECT -1{} FROM __pgt_old o;",
+        "INSERT INTO {buffer} (__pgt_xid, __pgt_seq, __pgt_weight{}) SELECT pgt_xid, pgt_seq, -1{} FROM __pgt_old o;",
         list(""),
         list("o.")
     );
     let update = if names.is_empty() {
         String::new()
     } else {
-        let cols = names.join(", ");
+        let qualified = |alias: &str| {
+            names
+                .iter()
+                .map(|n| format!("{alias}.{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         format!(
-            "INSERT INTO {buffer} (__pgt_weight{l})
-               SELECT -1{l} FROM (SELECT {cols} FROM __pgt_old EXCEPT ALL SELECT {cols} FROM __pgt_new) x
+            "INSERT INTO {buffer} (__pgt_xid, __pgt_seq, __pgt_weight{l})
+               SELECT pgt_xid, pgt_seq, -1{lx} FROM (SELECT {o} FROM __pgt_old o EXCEPT ALL SELECT {n} FROM __pgt_new n) x
                UNION ALL
-               SELECT 1{l} FROM (SELECT {cols} FROM __pgt_new EXCEPT ALL SELECT {cols} FROM __pgt_old) y;",
-            l = list("")
+               SELECT pgt_xid, pgt_seq, 1{ly} FROM (SELECT {n} FROM __pgt_new n EXCEPT ALL SELECT {o} FROM __pgt_old o) y;",
+            l = list(""),
+            lx = list("x."),
+            ly = list("y."),
+            o = qualified("o"),
+            n = qualified("n"),
         )
     };
     let (on_update, on_delete) = if append_only {
@@ -60,7 +72,11 @@ fn function_body(
         (update, delete)
     };
     format!(
-        "BEGIN
+        "#variable_conflict use_variable
+         DECLARE
+           pgt_xid pg_catalog.xid8 := pg_catalog.pg_current_xact_id();
+           pgt_seq bigint := pg_catalog.nextval('pgtrickle_changes.change_seq');
+         BEGIN
            IF TG_OP = 'INSERT' THEN {insert}
            ELSIF TG_OP = 'UPDATE' THEN {on_update}
            ELSIF TG_OP = 'DELETE' THEN {on_delete}
