@@ -2,8 +2,9 @@
 -- (one source, four stream tables). Loaded by `make demo`; safe to run again.
 \pset footer off
 SET client_min_messages = warning;
-DROP TABLE IF EXISTS raw_events, orders CASCADE;
+-- the extension first, so that an older installation's event triggers do not run
 DROP EXTENSION IF EXISTS pg_trickle CASCADE;
+DROP TABLE IF EXISTS raw_events, orders CASCADE;
 CREATE EXTENSION pg_trickle;
 -- the API functions return void; keep their empty results off the screen
 \o /dev/null
@@ -77,9 +78,9 @@ SELECT pgtrickle.create_stream_table('top_customers',
 \echo '== Stream tables =='
 SELECT pgt_name, status, refresh_mode, schedule, last_refresh_mode FROM pgtrickle.stream_tables_info ORDER BY pgt_id;
 \echo '== Gold: user_purchase_summary =='
-SELECT * FROM user_purchase_summary ORDER BY user_id;
+SELECT user_id, total_purchases, total_spent, avg_order FROM user_purchase_summary ORDER BY user_id;
 \echo '== by_region =='
-SELECT * FROM by_region ORDER BY region;
+SELECT region, total, cnt FROM by_region ORDER BY region;
 
 \echo '== A new purchase for user 1 and an order in the north, then a refresh =='
 INSERT INTO raw_events (user_id, event_type, payload) VALUES (1, 'purchase', '{"amount": 1000}');
@@ -89,5 +90,7 @@ SELECT pgtrickle.refresh_stream_table('events_cleaned');
 SELECT pgtrickle.refresh_stream_table('user_purchase_summary');
 SELECT pgtrickle.refresh_stream_table('by_region');
 \o
-SELECT * FROM user_purchase_summary WHERE user_id = 1;
-SELECT * FROM by_region WHERE region = 'north';
+SELECT user_id, total_purchases, total_spent, avg_order FROM user_purchase_summary WHERE user_id = 1;
+SELECT region, total, cnt FROM by_region WHERE region = 'north';
+\echo '== How each refresh ran =='
+SELECT pgt_name, last_refresh_mode, maintenance FROM pgtrickle.stream_tables_info ORDER BY pgt_id;
