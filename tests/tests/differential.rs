@@ -1,5 +1,5 @@
-//! DIFFERENTIAL refresh against the oracle: many query shapes (filters, projections, joins of
-//! two to four tables, non-equi and self joins, LEFT and RIGHT joins with NULL-extended rows
+//! DIFFERENTIAL refresh against the oracle: 34 query shapes (filters, projections, joins of
+//! two to four tables, cross joins, chained and nested outer joins, non-equi and self joins, LEFT and RIGHT joins with NULL-extended rows
 //! appearing and disappearing, grouping with every kind of aggregate, HAVING, DISTINCT,
 //! DISTINCT ON, keyless duplicates, a stream table over a stream table), fifty rounds of random
 //! DML with NULLs, duplicates and key-changing updates, a refresh after each round, and a
@@ -54,6 +54,14 @@ const QUERIES: &[(&str, &str)] = &[
     ("d_json", "SELECT id, (payload->>'k')::int AS k FROM orders WHERE payload ? 'k'"),
     ("d_revenue", "SELECT p.cat, sum(o.qty * p.price) AS rev, count(*) AS n FROM orders o JOIN products p ON p.id = o.pid GROUP BY p.cat"),
     ("d_over_stream", "SELECT cid, count(*) AS n, sum(q2) AS s FROM d_filter JOIN orders USING (id) GROUP BY cid"),
+    ("d_left_chain", "SELECT c.id, o.id AS oid, p.cat FROM customers c LEFT JOIN orders o ON o.cid = c.id LEFT JOIN products p ON p.id = o.pid"),
+    ("d_left_of_join", "SELECT c.name, o.id, p.cat FROM customers c LEFT JOIN (orders o JOIN products p ON p.id = o.pid) ON o.cid = c.id"),
+    ("d_hidden_key", "SELECT sum(qty) AS q, count(*) AS n FROM orders GROUP BY cid"),
+    ("d_whole_filter", "SELECT count(*) FILTER (WHERE amount > 20) AS big, sum(qty) FILTER (WHERE note = 'a') AS qa FROM orders"),
+    ("d_distinct_join", "SELECT DISTINCT c.region, p.cat FROM orders o JOIN customers c ON c.id = o.cid JOIN products p ON p.id = o.pid"),
+    ("d_group_left", "SELECT r.zone, count(c.id) AS n FROM regions r LEFT JOIN customers c ON c.region = r.name GROUP BY r.zone"),
+    ("d_having_avg", "SELECT pid, avg(amount) AS a FROM orders GROUP BY pid HAVING avg(amount) > 10"),
+    ("d_cross", "SELECT r.name, p.cat FROM regions r, products p WHERE p.price > 10"),
 ];
 
 /// One round of random DML over the schema, as SQL.
