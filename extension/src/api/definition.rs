@@ -272,13 +272,16 @@ pub fn install_hidden_columns(
     }
     crate::pg::run(&format!("ALTER TABLE {table} {}", actions.join(", ")), &[])?;
     if let Some(plan) = plan {
-        crate::pg::run(
-            &format!(
-                "CREATE INDEX ON {table} ({})",
-                pg_trickle_core::maintain::ROW_ID
-            ),
-            &[],
-        )?;
+        let (unique, columns) = plan.row_index();
+        let index = if unique {
+            format!(
+                "CREATE UNIQUE INDEX ON {table} ({}) NULLS NOT DISTINCT",
+                columns.join(", ")
+            )
+        } else {
+            format!("CREATE INDEX ON {table} ({})", columns.join(", "))
+        };
+        crate::pg::run(&index, &[])?;
         // rows updated in place (group and DISTINCT counts) leave room on their page, so the
         // updates are HOT and skip index maintenance
         if matches!(plan.strategy, Strategy::Algebraic(_) | Strategy::Distinct) {

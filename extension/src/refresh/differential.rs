@@ -127,6 +127,33 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
             let _permit = RefreshWritePermit::acquire();
             snapshot.query(&sql, &params())?
         }
+        Apply::Upsert {
+            upsert_sql,
+            delete_sql,
+        } => {
+            let _permit = RefreshWritePermit::acquire();
+            let changed = snapshot.query(&upsert_sql, &params())?;
+            let inserted = changed
+                .iter()
+                .filter(|r| r.get(2).cloned().flatten().as_deref() == Some("t"))
+                .count();
+            let emptied: Vec<i64> = changed
+                .iter()
+                .filter(|r| r.get(1).cloned().flatten().as_deref() == Some("0"))
+                .filter_map(|r| r.first().cloned().flatten().and_then(|v| v.parse().ok()))
+                .collect();
+            let deleted = match delete_sql {
+                Some(sql) if !emptied.is_empty() => {
+                    snapshot.query(&sql, &[Param::new(emptied)])?.len()
+                }
+                _ => 0,
+            };
+            vec![vec![
+                Some(deleted.to_string()),
+                Some((changed.len() - inserted).to_string()),
+                Some(inserted.to_string()),
+            ]]
+        }
         Apply::TwoPhase {
             keys_sql,
             apply_sql,

@@ -11,7 +11,7 @@
 //! `__pgt_count` reaches 0 is deleted (a whole-table aggregate keeps its single row). Floating
 //! point sums are not exact under reordering and use the recompute strategy instead.
 
-use super::{counts_select, row_id, StreamPlan, COUNT, ROW_ID};
+use super::{row_id, Apply, StreamPlan, COUNT, ROW_ID};
 use crate::ir::Expr;
 use crate::sql::quote_ident;
 use crate::sql::render::{column, render_expr, Rendered, WEIGHT};
@@ -135,30 +135,44 @@ impl Algebraic {
         format!("SELECT {} FROM ({input}) x{group}", items.join(", "))
     }
 
-    /// The visible value of aggregate `j` from its state columns in alias `g` (named n{j}, s{j}).
-    fn agg_value(&self, j: usize, g: &str) -> String {
+    /// The visible value of aggregate `j` from its state: `n` its count, `s` its sum (SQL).
+    fn agg_value(&self, j: usize, n: &str, s: &str) -> String {
         let agg = &self.aggs[j];
         let value = match agg.kind {
-            AggKind::CountStar | AggKind::Count => format!("{g}.n{j}"),
-            AggKind::Sum => format!("CASE WHEN {g}.n{j} > 0 THEN {g}.s{j} END"),
-            AggKind::Avg => format!("CASE WHEN {g}.n{j} > 0 THEN {g}.s{j} / {g}.n{j} END"),
+            AggKind::CountStar | AggKind::Count => n.to_string(),
+            AggKind::Sum => format!("CASE WHEN {n} > 0 THEN {s} END"),
+            AggKind::Avg => format!("CASE WHEN {n} > 0 THEN {s} / {n} END"),
         };
         format!("({value})::{}", agg.result_type)
     }
 
-    fn visible_values(&self, g: &str) -> Vec<String> {
+    /// The visible columns, given SQL for each key, each aggregate's count and each sum.
+    fn visible_with(
+        &self,
+        key: &dyn Fn(usize) -> String,
+        n: &dyn Fn(usize) -> String,
+        s: &dyn Fn(usize) -> String,
+    ) -> Vec<String> {
         self.targets
             .iter()
             .map(|t| {
                 render_expr(t, &|i| {
                     if i < self.keys {
-                        format!("{g}.k{i}")
+                        key(i)
                     } else {
-                        self.agg_value(i - self.keys, g)
+                        let j = i - self.keys;
+                        self.agg_value(j, &n(j), &s(j))
                     }
                 })
             })
             .collect()
+    }
+
+    /// The visible columns from the state columns of alias `g` (k{i}, n{j}, s{j}).
+    fn visible_values(&self, g: &str) -> Vec<String> {
+        self.visible_with(&|i| format!("{g}.k{i}"), &|j| format!("{g}.n{j}"), &|j| {
+            format!("{g}.s{j}")
+        })
     }
 
     /// Stored hidden values (after the row id) from alias `g`, matching `hidden_columns`.
@@ -194,82 +208,70 @@ impl Algebraic {
         )
     }
 
-    pub fn apply_sql(&self, plan: &StreamPlan, delta: &Rendered) -> String {
+    /// The stored columns that identify a group exactly: the row id and the keys. A unique
+    /// index on them (NULLS NOT DISTINCT) is the conflict target of the apply statement.
+    pub fn identity_columns(&self, plan: &StreamPlan) -> Vec<String> {
+        std::iter::once(ROW_ID.to_string())
+            .chain((0..self.keys).map(|i| self.key_column(plan, i)))
+            .collect()
+    }
+
+    /// One `INSERT ... ON CONFLICT DO UPDATE` adds each changed group's delta to its state (or
+    /// creates the group) and returns the groups whose count reached zero; a second statement
+    /// deletes those (a whole-table aggregate keeps its row).
+    pub fn apply(&self, plan: &StreamPlan, delta: &Rendered) -> Apply {
         let table = &plan.table;
         let d = ("d".to_string(), self.state_sums(&delta.body));
-        let mut old_state = vec![format!("t.{COUNT} AS old_cnt")];
-        let mut new_state = vec!["COALESCE(c.old_cnt, 0) + c.cnt AS cnt".to_string()];
-        let mut changed = vec!["c.cnt <> 0".to_string()];
+        let mut changed = vec!["d.cnt <> 0".to_string()];
+        let mut set = vec![format!("{COUNT} = t.{COUNT} + EXCLUDED.{COUNT}")];
         for (j, agg) in self.aggs.iter().enumerate() {
-            old_state.push(format!("t.{} AS old_n{j}", n_col(j)));
-            new_state.push(format!("COALESCE(c.old_n{j}, 0) + c.n{j} AS n{j}"));
-            changed.push(format!("c.n{j} <> 0"));
+            changed.push(format!("d.n{j} <> 0"));
+            set.push(format!("{n} = t.{n} + EXCLUDED.{n}", n = n_col(j)));
             if agg.kind.has_sum() {
-                old_state.push(format!("t.{} AS old_s{j}", s_col(j)));
-                new_state.push(format!(
-                    "CASE WHEN COALESCE(c.old_n{j}, 0) + c.n{j} = 0 THEN NULL \
-                     ELSE COALESCE(c.old_s{j}, 0) + COALESCE(c.s{j}, 0) END AS s{j}"
-                ));
-                changed.push(format!("COALESCE(c.s{j}, 0) <> 0"));
+                changed.push(format!("COALESCE(d.s{j}, 0) <> 0"));
+                set.push(format!("{s} = {}", Self::summed(j), s = s_col(j)));
             }
         }
-        let key_match: Vec<String> =
-            std::iter::once(format!("t.{ROW_ID} = {}", row_id(&self.key_refs("d"))))
-                .chain(
-                    (0..self.keys).map(|i| {
-                        format!("t.{} IS NOT DISTINCT FROM d.k{i}", self.key_column(plan, i))
-                    }),
-                )
-                .collect();
-        let whole = self.keys == 0;
-        let stored = plan.stored_columns();
-        let hidden_names: Vec<String> = self
-            .hidden_columns()
-            .into_iter()
-            .map(|(n, _)| quote_ident(&n))
-            .collect();
-        let mut set: Vec<String> = plan
-            .visible
-            .iter()
-            .zip(self.visible_values("n"))
-            .map(|(col, v)| format!("{col} = {v}"))
-            .collect();
+        let visible = self.visible_with(
+            &|i| format!("EXCLUDED.{}", self.key_column(plan, i)),
+            &|j| format!("(t.{n} + EXCLUDED.{n})", n = n_col(j)),
+            &|j| format!("({})", Self::summed(j)),
+        );
         set.extend(
-            hidden_names
+            plan.visible
                 .iter()
-                .zip(self.hidden_values("n"))
+                .zip(visible)
                 .map(|(col, v)| format!("{col} = {v}")),
         );
-        let mut insert_values = self.visible_values("n");
-        insert_values.push("n.rid".to_string());
-        insert_values.extend(self.hidden_values("n"));
-        let keep = if whole {
-            "true".to_string()
-        } else {
-            "n.cnt <> 0".to_string()
-        };
-
-        let mut sql = delta.with_ctes(&[d]);
-        sql.push_str(&format!(
-            ",\nc AS (SELECT d.*, {rid} AS rid, t.ctid AS tid, {old} FROM d LEFT JOIN {table} t ON {on}),\n\
-             n AS (SELECT c.rid, c.tid, {keys}{new} FROM c WHERE c.tid IS NULL OR {changed}),\n\
-             upd AS (UPDATE {table} t SET {set} FROM n \
-                     WHERE t.{ROW_ID} = n.rid AND t.ctid = n.tid AND {keep} RETURNING 1),\n\
-             del AS (DELETE FROM {table} t USING n \
-                     WHERE t.{ROW_ID} = n.rid AND t.ctid = n.tid AND NOT ({keep}) RETURNING 1),\n\
-             ins AS (INSERT INTO {table} ({stored}) SELECT {values} FROM n \
-                     WHERE n.tid IS NULL AND {keep} RETURNING 1)\n",
-            rid = row_id(&self.key_refs("d")),
-            old = old_state.join(", "),
-            on = key_match.join(" AND "),
-            keys = self.key_refs("c").iter().map(|k| format!("{k}, ")).collect::<String>(),
-            new = new_state.join(", "),
+        let mut values = self.visible_values("d");
+        values.push(row_id(&self.key_refs("d")));
+        values.extend(self.hidden_values("d"));
+        let mut upsert_sql = delta.with_ctes(&[d]);
+        upsert_sql.push_str(&format!(
+            "INSERT INTO {table} AS t ({stored}) SELECT {values} FROM d WHERE {changed}\n\
+             ON CONFLICT ({identity}) DO UPDATE SET {set}\n\
+             RETURNING t.{ROW_ID}, t.{COUNT}, (t.xmax = 0)",
+            stored = plan.stored_columns().join(", "),
+            values = values.join(", "),
             changed = changed.join(" OR "),
+            identity = self.identity_columns(plan).join(", "),
             set = set.join(", "),
-            stored = stored.join(", "),
-            values = insert_values.join(", "),
         ));
-        sql.push_str(&counts_select(&["del", "upd", "ins"]));
-        sql
+        let delete_sql = (self.keys > 0).then(|| {
+            format!("DELETE FROM {table} t WHERE t.{ROW_ID} = ANY($1::bigint[]) AND t.{COUNT} = 0 RETURNING 1")
+        });
+        Apply::Upsert {
+            upsert_sql,
+            delete_sql,
+        }
+    }
+
+    /// The new sum of aggregate `j` in the conflict branch: NULL when nothing is counted.
+    fn summed(j: usize) -> String {
+        format!(
+            "CASE WHEN t.{n} + EXCLUDED.{n} = 0 THEN NULL ELSE COALESCE(t.{s}, 0) + COALESCE(EXCLUDED.{s}, 0) END",
+            n = n_col(j),
+            s = s_col(j)
+        )
     }
 }

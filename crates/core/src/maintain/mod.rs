@@ -77,6 +77,13 @@ pub enum Apply {
         apply_sql: String,
         key_count: usize,
     },
+    /// Run `upsert_sql`, which returns one row per changed group: row id, count, whether it
+    /// was inserted; then, when given, `delete_sql` with `$1` = bigint[] of the row ids whose
+    /// count is zero.
+    Upsert {
+        upsert_sql: String,
+        delete_sql: Option<String>,
+    },
 }
 
 pub(crate) fn row_id(exprs: &[String]) -> String {
@@ -136,6 +143,16 @@ impl StreamPlan {
         cols
     }
 
+    /// The index on the row id: `(unique, columns)`. Grouped results maintained in place are
+    /// identified exactly by the row id and the group key, so that index is unique (with NULLs
+    /// not distinct) and serves as the conflict target of their apply statement.
+    pub fn row_index(&self) -> (bool, Vec<String>) {
+        match &self.strategy {
+            Strategy::Algebraic(a) => (true, a.identity_columns(self)),
+            _ => (false, vec![ROW_ID.to_string()]),
+        }
+    }
+
     /// All stored columns, visible then hidden, quoted.
     pub fn stored_columns(&self) -> Vec<String> {
         let mut cols: Vec<String> = self.visible.iter().map(|c| c.to_string()).collect();
@@ -166,7 +183,7 @@ impl StreamPlan {
         match &self.strategy {
             Strategy::Linear => Apply::Statement(linear::apply_sql(self, &delta)),
             Strategy::Distinct => Apply::Statement(distinct::apply_sql(self, &delta)),
-            Strategy::Algebraic(a) => Apply::Statement(a.apply_sql(self, &delta)),
+            Strategy::Algebraic(a) => a.apply(self, &delta),
             Strategy::Recompute(r) => r.apply(self, &delta),
         }
     }
