@@ -132,25 +132,18 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
             delete_sql,
         } => {
             let _permit = RefreshWritePermit::acquire();
-            let changed = snapshot.query(&upsert_sql, &params())?;
-            let inserted = changed
-                .iter()
-                .filter(|r| r.get(2).cloned().flatten().as_deref() == Some("t"))
-                .count();
-            let emptied: Vec<i64> = changed
-                .iter()
-                .filter(|r| r.get(1).cloned().flatten().as_deref() == Some("0"))
-                .filter_map(|r| r.first().cloned().flatten().and_then(|v| v.parse().ok()))
-                .collect();
-            let deleted = match delete_sql {
-                Some(sql) if !emptied.is_empty() => {
-                    snapshot.query(&sql, &[Param::new(emptied)])?.len()
-                }
+            let summary = snapshot.query(&upsert_sql, &params())?;
+            let (updated, inserted, _) = counts(&summary);
+            let emptied = summary
+                .first()
+                .and_then(|row| row.get(2).cloned().flatten());
+            let deleted = match (delete_sql, emptied) {
+                (Some(sql), Some(ids)) => snapshot.query(&sql, &[Param::new(ids)])?.len(),
                 _ => 0,
             };
             vec![vec![
                 Some(deleted.to_string()),
-                Some((changed.len() - inserted).to_string()),
+                Some(updated.to_string()),
                 Some(inserted.to_string()),
             ]]
         }

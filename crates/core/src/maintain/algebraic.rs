@@ -217,8 +217,9 @@ impl Algebraic {
     }
 
     /// One `INSERT ... ON CONFLICT DO UPDATE` adds each changed group's delta to its state (or
-    /// creates the group) and returns the groups whose count reached zero; a second statement
-    /// deletes those (a whole-table aggregate keeps its row).
+    /// creates the group); the statement returns how many groups were updated and inserted and
+    /// the ids of those whose count reached zero, which a second statement deletes (a
+    /// whole-table aggregate keeps its row).
     pub fn apply(&self, plan: &StreamPlan, delta: &Rendered) -> Apply {
         let table = &plan.table;
         let d = ("d".to_string(), self.state_sums(&delta.body));
@@ -246,17 +247,22 @@ impl Algebraic {
         let mut values = self.visible_values("d");
         values.push(row_id(&self.key_refs("d")));
         values.extend(self.hidden_values("d"));
-        let mut upsert_sql = delta.with_ctes(&[d]);
-        upsert_sql.push_str(&format!(
+        let upsert = format!(
             "INSERT INTO {table} AS t ({stored}) SELECT {values} FROM d WHERE {changed}\n\
              ON CONFLICT ({identity}) DO UPDATE SET {set}\n\
-             RETURNING t.{ROW_ID}, t.{COUNT}, (t.xmax = 0)",
+             RETURNING t.{ROW_ID} AS rid, t.{COUNT} AS cnt, (t.xmax = 0) AS ins",
             stored = plan.stored_columns().join(", "),
             values = values.join(", "),
             changed = changed.join(" OR "),
             identity = self.identity_columns(plan).join(", "),
             set = set.join(", "),
-        ));
+        );
+        // one summary row instead of one row per group: the emptied groups' ids as text
+        let mut upsert_sql = delta.with_ctes(&[d, ("up".to_string(), upsert)]);
+        upsert_sql.push_str(
+            "SELECT count(*) FILTER (WHERE NOT up.ins), count(*) FILTER (WHERE up.ins), \
+             (array_agg(up.rid) FILTER (WHERE up.cnt = 0))::text FROM up",
+        );
         let delete_sql = (self.keys > 0).then(|| {
             format!("DELETE FROM {table} t WHERE t.{ROW_ID} = ANY($1::bigint[]) AND t.{COUNT} = 0 RETURNING 1")
         });

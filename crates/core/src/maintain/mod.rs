@@ -77,9 +77,9 @@ pub enum Apply {
         apply_sql: String,
         key_count: usize,
     },
-    /// Run `upsert_sql`, which returns one row per changed group: row id, count, whether it
-    /// was inserted; then, when given, `delete_sql` with `$1` = bigint[] of the row ids whose
-    /// count is zero.
+    /// Run `upsert_sql`, which returns one row: groups updated, groups inserted, and the row
+    /// ids whose count reached zero as a `bigint[]` in text form (NULL when none); then, when
+    /// given and that list is not NULL, `delete_sql` with `$1` = that text.
     Upsert {
         upsert_sql: String,
         delete_sql: Option<String>,
