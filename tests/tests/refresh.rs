@@ -200,3 +200,107 @@ fn random_changes_then_refresh_equal_the_query() {
         }
     }
 }
+
+/// (refresh_mode, reason, inserted, updated, deleted) of each history row, oldest first.
+type HistoryRow = (String, Option<String>, i64, i64, i64);
+
+fn history(client: &mut Client, name: &str) -> Vec<HistoryRow> {
+    client
+        .query(
+            "SELECT h.refresh_mode, h.reason, h.rows_inserted, h.rows_updated, h.rows_deleted
+             FROM pgtrickle.pgt_refresh_history h
+             JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
+             WHERE s.pgt_name = $1 AND h.status = 'SUCCEEDED'
+               AND h.finished_at >= h.started_at AND h.duration_ms >= 0
+             ORDER BY h.refresh_id",
+            &[&name],
+        )
+        .expect("history")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect()
+}
+
+#[test]
+fn every_refresh_is_recorded_in_the_history_and_old_rows_expire() {
+    let db = TestDb::new("refresh_history");
+    let mut client = db.connect();
+    client
+        .batch_execute(
+            "CREATE TABLE items (id int PRIMARY KEY, k int, v int);
+             INSERT INTO items SELECT i, i % 10, i FROM generate_series(1, 100) i;
+             SELECT pgtrickle.create_stream_table('hist', 'SELECT id, k, v FROM items',
+                                                  refresh_mode => 'DIFFERENTIAL');
+             SELECT pgtrickle.refresh_stream_table('hist');
+             INSERT INTO items VALUES (101, 1, 1), (102, 2, 2);
+             DELETE FROM items WHERE id = 1;
+             SELECT pgtrickle.refresh_stream_table('hist');
+             TRUNCATE items;
+             SELECT pgtrickle.refresh_stream_table('hist');",
+        )
+        .expect("refreshes");
+    let rows = history(&mut client, "hist");
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(
+        (rows[0].0.as_str(), rows[0].2, rows[0].4),
+        ("FULL", 100, 0),
+        "{rows:?}"
+    );
+    assert_eq!(rows[0].1.as_deref(), Some("first refresh"), "{rows:?}");
+    assert_eq!(rows[1], ("NOOP".into(), None, 0, 0, 0), "{rows:?}");
+    assert_eq!(
+        (rows[2].0.as_str(), rows[2].2, rows[2].4),
+        ("DIFFERENTIAL", 2, 1),
+        "{rows:?}"
+    );
+    assert_eq!(rows[3].0, "FULL", "{rows:?}");
+    assert!(
+        rows[3].1.as_deref().unwrap_or("").contains("truncated"),
+        "{rows:?}"
+    );
+
+    // a refresh rolled back with its transaction leaves no history
+    let mut tx = client.transaction().expect("begin");
+    tx.batch_execute("SELECT pgtrickle.refresh_stream_table('hist')")
+        .expect("refresh");
+    tx.rollback().expect("rollback");
+    assert_eq!(history(&mut client, "hist").len(), 4);
+
+    // rows older than the retention go when the stream table is refreshed again; 0 keeps all
+    client
+        .batch_execute(
+            "UPDATE pgtrickle.pgt_refresh_history
+             SET started_at = started_at - interval '3 hours', finished_at = finished_at - interval '3 hours'
+             WHERE refresh_id IN (SELECT min(refresh_id) FROM pgtrickle.pgt_refresh_history);
+             SET pg_trickle.history_retention_hours = 0;
+             SELECT pgtrickle.refresh_stream_table('hist');",
+        )
+        .expect("keep all");
+    assert_eq!(history(&mut client, "hist").len(), 5);
+    client
+        .batch_execute(
+            "SET pg_trickle.history_retention_hours = 2;
+             SELECT pgtrickle.refresh_stream_table('hist');",
+        )
+        .expect("retention");
+    let rows = history(&mut client, "hist");
+    assert_eq!(rows.len(), 5, "the three-hour-old row is gone: {rows:?}");
+    assert_eq!(rows[0].0, "NOOP", "{rows:?}");
+    let err = client
+        .batch_execute("SET pg_trickle.history_retention_hours = -1")
+        .expect_err("negative retention");
+    assert_eq!(
+        err.code(),
+        Some(&postgres::error::SqlState::INVALID_PARAMETER_VALUE)
+    );
+
+    // dropping the stream table drops its history
+    client
+        .batch_execute("SELECT pgtrickle.drop_stream_table('hist')")
+        .expect("drop");
+    let left: i64 = client
+        .query_one("SELECT count(*) FROM pgtrickle.pgt_refresh_history", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0);
+}

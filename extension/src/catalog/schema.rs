@@ -99,8 +99,28 @@ SELECT s.pgt_id,
        s.last_error_at
 FROM pgtrickle.pgt_stream_tables s;
 
+-- One row per refresh that committed (manual, or run by create/alter), kept for
+-- pg_trickle.history_retention_hours after it finished.
+CREATE TABLE pgtrickle.pgt_refresh_history (
+    refresh_id     bigserial PRIMARY KEY,
+    pgt_id         bigint NOT NULL REFERENCES pgtrickle.pgt_stream_tables ON DELETE CASCADE,
+    started_at     timestamptz NOT NULL,
+    finished_at    timestamptz NOT NULL,
+    duration_ms    double precision NOT NULL,
+    refresh_mode   text NOT NULL CHECK (refresh_mode IN ('FULL', 'DIFFERENTIAL', 'NOOP')),
+    reason         text,
+    rows_inserted  bigint NOT NULL,
+    rows_updated   bigint NOT NULL,
+    rows_deleted   bigint NOT NULL,
+    status         text NOT NULL DEFAULT 'SUCCEEDED' CHECK (status IN ('SUCCEEDED', 'FAILED')),
+    error_message  text
+);
+CREATE INDEX ON pgtrickle.pgt_refresh_history (pgt_id, finished_at);
+COMMENT ON TABLE pgtrickle.pgt_refresh_history IS
+    'pg_trickle: one row per refresh; rows older than pg_trickle.history_retention_hours are removed';
+
 GRANT SELECT ON pgtrickle.pgt_stream_tables, pgtrickle.pgt_dependencies,
-                pgtrickle.stream_tables_info TO PUBLIC;
+                pgtrickle.stream_tables_info, pgtrickle.pgt_refresh_history TO PUBLIC;
 "#,
     name = "catalog",
     bootstrap

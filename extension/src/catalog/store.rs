@@ -423,3 +423,37 @@ pub fn sync_names() -> PgtResult<()> {
         )
     })
 }
+
+/// Append a history row for a refresh of `pgt_id` that took `duration_ms`, and remove that
+/// stream table's rows older than `pg_trickle.history_retention_hours`.
+pub fn record_history(
+    pgt_id: i64,
+    duration_ms: f64,
+    outcome: &crate::refresh::Outcome,
+) -> PgtResult<()> {
+    as_extension_owner(|| {
+        with_cached_plan(
+            "WITH pruned AS (
+                 DELETE FROM pgtrickle.pgt_refresh_history
+                 WHERE pgt_id = $1 AND $3 > 0
+                   AND finished_at < pg_catalog.clock_timestamp() - $3 * interval '1 hour')
+             INSERT INTO pgtrickle.pgt_refresh_history
+                 (pgt_id, started_at, finished_at, duration_ms, refresh_mode, reason,
+                  rows_inserted, rows_updated, rows_deleted)
+             VALUES ($1, pg_catalog.clock_timestamp() - $2 * interval '1 millisecond',
+                     pg_catalog.clock_timestamp(), $2, $4, $5, $6, $7, $8)",
+            vec![
+                pgt_id.into(),
+                duration_ms.into(),
+                crate::settings::history_retention_hours().into(),
+                outcome.mode.into(),
+                outcome.reason.clone().into(),
+                outcome.inserted.into(),
+                outcome.updated.into(),
+                outcome.deleted.into(),
+            ],
+            true,
+            |_| Ok(()),
+        )
+    })
+}

@@ -56,8 +56,13 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
 }
 
 /// Refresh `st`, whose catalog row this transaction has just read with the refresh lock.
+/// Every refresh that returns is recorded in `pgtrickle.pgt_refresh_history`.
 pub fn refresh_locked(st: &StreamTable) -> PgtResult<Outcome> {
-    as_role(st.owner, true, || refresh_as_owner(st))
+    let started = std::time::Instant::now();
+    let outcome = as_role(st.owner, true, || refresh_as_owner(st))?;
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    crate::catalog::store::record_history(st.pgt_id, duration_ms, &outcome)?;
+    Ok(outcome)
 }
 
 fn refresh_as_owner(st: &StreamTable) -> PgtResult<Outcome> {
