@@ -4,6 +4,7 @@
 //! is valid, in which order stream tables depend on each other) and does the *how* inside the
 //! server. Nothing here links against PostgreSQL, so it is tested with plain `cargo test`.
 
+pub mod auto_mode;
 pub mod dag;
 pub mod dvm;
 pub mod error;

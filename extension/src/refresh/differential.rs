@@ -13,6 +13,7 @@ use crate::guard::RefreshWritePermit;
 use pg_trickle_core::dvm::{delta, prune};
 use pg_trickle_core::maintain::shape::choose;
 use pg_trickle_core::maintain::{Apply, StreamPlan};
+use pg_trickle_core::options::RefreshMode;
 use pg_trickle_core::sql::render::SourceSql;
 use pg_trickle_core::sql::{Ident, QualifiedName};
 
@@ -102,11 +103,23 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
             Some("a source was truncated, or updated although declared append-only".into()),
         );
     }
-    let changed_buffers: Vec<QualifiedName> = relids
+    let changed_sources: Vec<pgrx::pg_sys::Oid> = relids
         .iter()
         .zip(flags.iter().step_by(2))
         .filter(|(_, changed)| **changed)
-        .map(|(relid, _)| buffer_name(*relid))
+        .map(|(relid, _)| *relid)
+        .collect();
+    if st.settings.refresh_mode == RefreshMode::Auto {
+        if let Some(reason) =
+            super::auto::full_refresh_reason(&snapshot, &changed_sources, &window, &params)?
+        {
+            drop(snapshot);
+            return full::refresh(st, Some(&super::planned(st)?), Some(reason));
+        }
+    }
+    let changed_buffers: Vec<QualifiedName> = changed_sources
+        .iter()
+        .map(|relid| buffer_name(*relid))
         .collect();
     let plan = super::planned(st)?;
     let changed = |source: usize| {

@@ -4,8 +4,10 @@
 //!
 //! Which refresh runs: FULL for `refresh_mode => 'FULL'`, for queries the differential engine
 //! cannot maintain (the reason is recorded), on the first refresh, and after a source was
-//! truncated; otherwise DIFFERENTIAL, which applies only the change since the frontier.
+//! truncated; in AUTO mode also when a source's pending change is large against its size
+//! (`auto`); otherwise DIFFERENTIAL, which applies only the change since the frontier.
 
+mod auto;
 mod differential;
 mod frontier;
 mod full;
