@@ -12,25 +12,25 @@
 //! - `ddl`: reactions to DDL on stream tables and their sources (event triggers).
 //! - `error`: the one place that turns typed errors into PostgreSQL errors.
 //! - `pg`: small helpers around SPI, GUCs and the current user.
-//! - `settings`: the extension's configuration parameters (`pg_trickle.*`).
+//! - `config`: the extension's configuration parameters (`pg_trickle.*`).
 
 mod analyze;
 mod api;
 mod catalog;
 mod cdc;
+mod config;
 mod ddl;
 mod error;
 mod guard;
 mod pg;
 mod refresh;
-mod settings;
 
 ::pgrx::pg_module_magic!();
 
 /// Called when the library is loaded (at server start with `shared_preload_libraries`).
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    settings::register();
+    config::register();
     // SAFETY: registering a callback with PostgreSQL's invalidation machinery; the function
     // lives as long as the library.
     unsafe {

@@ -445,7 +445,7 @@ pub fn record_history(
             vec![
                 pgt_id.into(),
                 duration_ms.into(),
-                crate::settings::history_retention_hours().into(),
+                crate::config::history_retention_hours().into(),
                 outcome.mode.into(),
                 outcome.reason.clone().into(),
                 outcome.inserted.into(),

@@ -15,7 +15,7 @@ pub fn full_refresh_reason(
     window: &str,
     params: &dyn Fn() -> Vec<Param>,
 ) -> PgtResult<Option<String>> {
-    let max_ratio = crate::settings::differential_max_change_ratio();
+    let max_ratio = crate::config::differential_max_change_ratio();
     for relid in changed_sources {
         // leaf partitions carry the estimates of a partitioned table; -1 means never analyzed
         let size = snapshot.query(

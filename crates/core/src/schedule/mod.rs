@@ -4,6 +4,7 @@
 
 mod cron;
 mod duration;
+pub mod policy;
 
 pub use cron::{CronField, CronSchedule, CronTime};
 pub use duration::{format_seconds, parse_duration_seconds, MAX_INTERVAL_SECONDS};
