@@ -2,7 +2,7 @@
 //! with the source's size (the planner's row estimate) and say when a full refresh should run
 //! instead. Counting stops at the limit, so the check costs at most that many rows.
 
-use super::snapshot::{Param, PinnedSnapshot};
+use super::snapshot::{first_i64, Param, PinnedSnapshot};
 use crate::cdc::buffer_name;
 use crate::error::PgtResult;
 use pg_trickle_core::auto_mode::{count_limit, full_reason};
@@ -19,8 +19,7 @@ pub fn full_refresh_reason(
     for relid in changed_sources {
         // leaf partitions carry the estimates of a partitioned table; -1 means never analyzed
         let size = snapshot.query(
-            &format!(
-                "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname),
+            "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname),
                         CASE WHEN c.relkind = 'p' THEN
                             (SELECT sum(l.reltuples) FILTER (WHERE l.reltuples >= 0)
                              FROM pg_catalog.pg_partition_tree(c.oid) t
@@ -29,10 +28,8 @@ pub fn full_refresh_reason(
                         WHEN c.reltuples >= 0 THEN c.reltuples END::float8
                  FROM pg_catalog.pg_class c
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                 WHERE c.oid = {}",
-                relid.to_u32()
-            ),
-            &[],
+                 WHERE c.oid = $1",
+            &[Param::new(*relid)],
         )?;
         let row = size.into_iter().next().unwrap_or_default();
         let name = row.first().cloned().flatten().unwrap_or_default();
@@ -40,19 +37,16 @@ pub fn full_refresh_reason(
         let (Some(limit), Some(rows)) = (count_limit(rows, max_ratio), rows) else {
             continue;
         };
-        let counted: i64 = snapshot
-            .query(
+        let counted = first_i64(
+            &snapshot.query(
                 &format!(
                     "SELECT count(*) FROM (SELECT 1 FROM {} b WHERE {window} LIMIT {limit}) x",
                     buffer_name(*relid)
                 ),
                 &params(),
-            )?
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().next().flatten())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+            )?,
+            0,
+        );
         if let Some(reason) = full_reason(&name, counted, limit, rows, max_ratio) {
             return Ok(Some(reason));
         }

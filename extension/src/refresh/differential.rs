@@ -3,7 +3,7 @@
 //! it with the strategy's statement, all under the pinned snapshot. With no change, only the
 //! frontier moves.
 
-use super::snapshot::{Param, PinnedSnapshot, Rows};
+use super::snapshot::{first_i64, Param, PinnedSnapshot, Rows};
 use super::{frontier, full, Outcome};
 use crate::analyze::Lowered;
 use crate::catalog::StreamTable;
@@ -46,14 +46,28 @@ pub fn build_plan(
     })
 }
 
+/// (deleted, updated, inserted) from an apply statement's single row.
 fn counts(rows: &Rows) -> (i64, i64, i64) {
-    let get = |i: usize| -> i64 {
-        rows.first()
-            .and_then(|r| r.get(i).cloned().flatten())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (get(0), get(1), get(2))
+    (first_i64(rows, 0), first_i64(rows, 1), first_i64(rows, 2))
+}
+
+/// The parameters of a two-phase apply: per key column the text[] of its values, then per key
+/// column whether a NULL is among them.
+fn key_params(keys: &Rows, key_count: usize) -> Vec<Param> {
+    let values = (0..key_count).map(|i| {
+        Param::new(
+            keys.iter()
+                .map(|row| row.get(i).cloned().flatten())
+                .collect::<Vec<_>>(),
+        )
+    });
+    let has_null = (0..key_count).map(|i| {
+        Param::new(
+            keys.iter()
+                .any(|row| row.get(i).is_none_or(Option::is_none)),
+        )
+    });
+    values.chain(has_null).collect()
 }
 
 /// Refresh `st` differentially. The query is planned only when there is something to apply.
@@ -135,10 +149,10 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
     for source in &mut windowed.sources {
         source.window = window.clone();
     }
-    let rows = match windowed.apply(&delta_body) {
+    let (deleted, updated, inserted) = match windowed.apply(&delta_body) {
         Apply::Statement(sql) => {
             let _permit = RefreshWritePermit::acquire();
-            snapshot.query(&sql, &params())?
+            counts(&snapshot.query(&sql, &params())?)
         }
         Apply::Upsert {
             upsert_sql,
@@ -146,19 +160,14 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
         } => {
             let _permit = RefreshWritePermit::acquire();
             let summary = snapshot.query(&upsert_sql, &params())?;
-            let (updated, inserted, _) = counts(&summary);
             let emptied = summary
                 .first()
                 .and_then(|row| row.get(2).cloned().flatten());
             let deleted = match (delete_sql, emptied) {
-                (Some(sql), Some(ids)) => snapshot.query(&sql, &[Param::new(ids)])?.len(),
+                (Some(sql), Some(ids)) => snapshot.query(&sql, &[Param::new(ids)])?.len() as i64,
                 _ => 0,
             };
-            vec![vec![
-                Some(deleted.to_string()),
-                Some(updated.to_string()),
-                Some(inserted.to_string()),
-            ]]
+            (deleted, first_i64(&summary, 0), first_i64(&summary, 1))
         }
         Apply::TwoPhase {
             keys_sql,
@@ -167,29 +176,13 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
         } => {
             let keys = snapshot.query(&keys_sql, &params())?;
             if keys.is_empty() {
-                Vec::new()
+                (0, 0, 0)
             } else {
-                let mut params: Vec<Param> = (0..key_count)
-                    .map(|i| {
-                        Param::new(
-                            keys.iter()
-                                .map(|row| row.get(i).cloned().flatten())
-                                .collect::<Vec<_>>(),
-                        )
-                    })
-                    .collect();
-                params.extend((0..key_count).map(|i| {
-                    Param::new(
-                        keys.iter()
-                            .any(|row| row.get(i).is_none_or(Option::is_none)),
-                    )
-                }));
                 let _permit = RefreshWritePermit::acquire();
-                snapshot.query(&apply_sql, &params)?
+                counts(&snapshot.query(&apply_sql, &key_params(&keys, key_count))?)
             }
         }
     };
-    let (deleted, updated, inserted) = counts(&rows);
     frontier::record(&snapshot, st, "DIFFERENTIAL", None)?;
     Ok(Outcome {
         mode: "DIFFERENTIAL",

@@ -59,25 +59,12 @@ pub fn record(
     reason: Option<&str>,
 ) -> PgtResult<()> {
     let own = "pg_catalog.pg_current_xact_id_if_assigned()";
-    let own_seq: Vec<String> = st
-        .captured_sources
-        .iter()
-        .map(|s| {
-            format!(
-                "(SELECT max(b.__pgt_seq) FROM {} b WHERE b.__pgt_xid = {own})",
-                buffer_name(*s)
-            )
-        })
-        .collect();
-    // with no own rows yet, none of the transaction's later rows counts as applied
-    let seq = if own_seq.is_empty() {
-        "NULL::bigint".to_string()
-    } else {
-        format!(
-            "CASE WHEN {own} IS NULL THEN NULL ELSE COALESCE(GREATEST({}), 0) END",
-            own_seq.join(", ")
-        )
-    };
+    // Change rows (and reset markers) take their sequence numbers from one sequence, and one
+    // backend's values only grow: a fresh value is above every row this transaction has
+    // written so far and below every row it writes later, without reading any buffer.
+    let seq = format!(
+        "CASE WHEN {own} IS NULL THEN NULL ELSE pg_catalog.nextval('pgtrickle_changes.change_seq') END"
+    );
     let cleanups: String = st
         .captured_sources
         .iter()

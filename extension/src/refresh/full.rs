@@ -3,7 +3,7 @@
 //! contents until commit and the recorded frontier matches what was read. Stream tables with a
 //! maintenance plan get their hidden columns from the plan's FULL query.
 
-use super::snapshot::PinnedSnapshot;
+use super::snapshot::{first_i64, PinnedSnapshot};
 use super::{frontier, Outcome};
 use crate::catalog::StreamTable;
 use crate::error::PgtResult;
@@ -37,20 +37,17 @@ pub fn refresh(
             &[],
         )?
     };
-    let count = |i: usize| -> i64 {
-        rows.first()
-            .and_then(|r| r.get(i).cloned().flatten())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    // fresh statistics, so that the apply statements of later refreshes find rows by index
-    crate::pg::run(&format!("ANALYZE {table}"), &[])?;
+    if plan.is_some() {
+        // fresh statistics, so that the apply statements of later differential refreshes find
+        // rows by index (a stream table refreshed only in full has no use for them)
+        crate::pg::run(&format!("ANALYZE {table}"), &[])?;
+    }
     frontier::record(&snapshot, st, "FULL", reason.as_deref())?;
     Ok(Outcome {
         mode: "FULL",
         reason,
-        deleted: count(0),
+        deleted: first_i64(&rows, 0),
         updated: 0,
-        inserted: count(1),
+        inserted: first_i64(&rows, 1),
     })
 }

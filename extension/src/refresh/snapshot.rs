@@ -39,6 +39,14 @@ impl Param {
 
 pub type Rows = Vec<Vec<Option<String>>>;
 
+/// Column `i` of the first row as a number (0 when absent or not a number).
+pub fn first_i64(rows: &Rows, i: usize) -> i64 {
+    rows.first()
+        .and_then(|r| r.get(i).cloned().flatten())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 impl PinnedSnapshot {
     /// The transaction's current snapshot (a new one under READ COMMITTED).
     pub fn take() -> PinnedSnapshot {
