@@ -107,21 +107,22 @@ fn alter(name: &str, changes: &Changes) -> PgtResult<()> {
             maintenance.plan.as_ref().map(|p| p.strategy.name()),
             maintenance.blocker.as_deref(),
         )?;
-        let previously_captured = store::captured_sources(st.pgt_id)?;
         store::set_dependencies(
             st.pgt_id,
             &dependencies_with_columns(&analyzed, &maintenance)?,
         )?;
-        for source in previously_captured {
-            crate::cdc::sync_source(source)?;
-        }
-        for source in maintenance.captured.keys() {
-            crate::cdc::sync_source(pg_sys::Oid::from(*source))?;
+        // sources captured before or after the change: each one's triggers follow its readers
+        let affected: std::collections::BTreeSet<u32> = st
+            .captured_sources
+            .iter()
+            .map(|oid| oid.to_u32())
+            .chain(maintenance.captured.keys().copied())
+            .collect();
+        for source in affected {
+            crate::cdc::sync_source(pg_sys::Oid::from(source))?;
         }
         store::clear_frontier(st.pgt_id)?;
-        let st = store::find_by_relid(st.relid)?
-            .ok_or_else(|| CoreError::internal("stream table missing from the catalog"))?;
-        crate::refresh::refresh(&st)?;
+        crate::refresh::refresh(st.relid)?;
     }
     Ok(())
 }

@@ -115,9 +115,7 @@ fn create(
     }
 
     if initialize {
-        let st = store::find_by_relid(relid)?
-            .ok_or_else(|| CoreError::internal("new stream table missing from the catalog"))?;
-        crate::refresh::refresh(&st)?;
+        crate::refresh::refresh(relid)?;
     }
     Ok(())
 }

@@ -383,15 +383,6 @@ pub fn set_maintenance(
     })
 }
 
-/// Sources of `pgt_id` whose changes are captured for it.
-pub fn captured_sources(pgt_id: i64) -> PgtResult<Vec<pg_sys::Oid>> {
-    oids(
-        "SELECT array_agg(source_relid ORDER BY source_relid) FROM pgtrickle.pgt_dependencies
-         WHERE pgt_id = $1 AND columns IS NOT NULL",
-        &[pgt_id.into()],
-    )
-}
-
 /// Remove catalog rows whose table no longer exists (after DROP TABLE, DROP SCHEMA CASCADE,
 /// or a source dropped with CASCADE). Safe to call at any time.
 pub fn forget_dropped() -> PgtResult<()> {

@@ -47,12 +47,15 @@ impl Outcome {
 }
 
 /// Refresh `st` now.
-pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
+pub fn refresh(relid: pgrx::pg_sys::Oid) -> PgtResult<Outcome> {
     // Refreshes of one stream table serialize on its catalog row (readers of the stream table
-    // are never blocked); the row is read again under the lock, so a refresh that waited
-    // starts from the frontier the other one left.
-    let st = &crate::catalog::store::lock_for_refresh(st.relid)?.ok_or_else(|| {
-        CoreError::internal(format!("stream table {} vanished", st.qualified_name()))
+    // are never blocked); the row is read under the lock, so a refresh that waited starts
+    // from the frontier the other one left.
+    let st = &crate::catalog::store::lock_for_refresh(relid)?.ok_or_else(|| {
+        CoreError::internal(format!(
+            "stream table {} is missing from the catalog",
+            relid.to_u32()
+        ))
     })?;
     refresh_locked(st)
 }
