@@ -1,11 +1,13 @@
 //! Standard five-field cron expressions (minute hour day-of-month month day-of-week) and the
 //! `@hourly`-style shorthands. Fields take `*`, numbers, ranges `a-b`, steps `*/n` and `a-b/n`,
 //! lists `a,b`, and month or weekday names. As in Vixie cron, when both day fields are
-//! restricted a time matches if either day field matches; day-of-week 7 is Sunday, like 0.
+//! restricted a time matches if either day field matches (a field starting with `*`, such as
+//! `*/2`, is not restricted); day-of-week 7 is Sunday, like 0.
 
 use crate::error::{CoreError, CoreResult};
 
-/// One field: the set of allowed values as a bit mask, and whether it was restricted (not `*`).
+/// One field: the set of allowed values as a bit mask, and whether it was restricted (does not
+/// start with `*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CronField {
     pub allowed: u64,
@@ -203,9 +205,6 @@ fn parse_field(text: &str, spec: &FieldSpec) -> Result<CronField, String> {
             // "5/15" means "from 5, every 15" as in common cron implementations
             (v, if step > 1 { spec.max } else { v })
         };
-        if range == "*" && step > 1 {
-            restricted = true;
-        }
         if low > high {
             return Err(format!(
                 "range {}-{} in the {} field runs backwards",
@@ -260,6 +259,15 @@ mod tests {
         assert!(c.matches(at(0, 0, 1, 5, 3)), "day of month matches");
         assert!(c.matches(at(0, 0, 9, 5, 0)), "Sunday matches");
         assert!(!c.matches(at(0, 0, 9, 5, 1)));
+    }
+
+    #[test]
+    fn a_stepped_star_day_field_is_not_restricted() {
+        // every other day AND Monday, as in Vixie cron
+        let c = CronSchedule::parse("0 0 */2 * mon").expect("valid");
+        assert!(c.matches(at(0, 0, 3, 5, 1)), "odd day, Monday");
+        assert!(!c.matches(at(0, 0, 2, 5, 1)), "even day, Monday");
+        assert!(!c.matches(at(0, 0, 3, 5, 2)), "odd day, Tuesday");
     }
 
     #[test]

@@ -144,7 +144,8 @@ fn effective_intervals(
     memo
 }
 
-/// The interval before the tier factor, which a `calculated` upstream inherits.
+/// The effective interval of `id`, tier factor applied; a `calculated` upstream inherits the
+/// smallest of its dependants' and applies its own factor on top.
 fn interval_of(
     id: i64,
     by_id: &BTreeMap<i64, &TableState>,
