@@ -55,6 +55,22 @@ pub struct ExpectedError {
     pub hint: Option<String>,
 }
 
+/// How the last refresh of stream table `name` ran (`FULL`, `DIFFERENTIAL`, `NOOP`; NULL
+/// before the first) and why, from the catalog.
+pub fn last_refresh(
+    client: &mut impl postgres::GenericClient,
+    name: &str,
+) -> (Option<String>, Option<String>) {
+    client
+        .query_one(
+            "SELECT last_refresh_mode, last_refresh_reason
+             FROM pgtrickle.pgt_stream_tables WHERE pgt_name = $1",
+            &[&name],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap_or_else(|e| panic!("last refresh of {name}: {e}"))
+}
+
 /// Run `sql`, which must fail with SQLSTATE `code`; returns the error for further checks.
 pub fn expect_error(client: &mut Client, sql: &str, code: &str) -> ExpectedError {
     match client.batch_execute(sql) {

@@ -11,6 +11,6 @@ pub mod oracle;
 pub mod script;
 
 pub use cluster::cluster;
-pub use db::{expect_error, TestDb};
+pub use db::{expect_error, last_refresh, TestDb};
 pub use oracle::{assert_oracle, oracle_mismatch};
 pub use script::Script;

@@ -65,7 +65,7 @@ fn visible_columns(client: &mut impl GenericClient, table: &str) -> String {
              WHERE s.pgt_relid = to_regclass($1)",
             &[&table],
         )
-        .ok()
-        .and_then(|row| row.get::<_, Option<String>>(0))
+        .unwrap_or_else(|e| panic!("columns of {table}: {e}"))
+        .get::<_, Option<String>>(0)
         .unwrap_or_else(|| "*".to_string())
 }

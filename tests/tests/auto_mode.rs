@@ -2,21 +2,10 @@
 //! pending change is small against its sources, in full when a source's change rows exceed
 //! `pg_trickle.differential_max_change_ratio` of its rows, and differentially again after.
 
-use pg_trickle_tests::{assert_oracle, TestDb};
+use pg_trickle_tests::{assert_oracle, expect_error, last_refresh, TestDb};
 use postgres::Client;
 
 const QUERY: &str = "SELECT k, sum(v) AS s, count(*) AS n FROM src GROUP BY k";
-
-fn last_refresh(client: &mut Client, name: &str) -> (String, String) {
-    client
-        .query_one(
-            "SELECT last_refresh_mode, coalesce(last_refresh_reason, '')
-             FROM pgtrickle.pgt_stream_tables WHERE pgt_name = $1",
-            &[&name],
-        )
-        .map(|r| (r.get(0), r.get(1)))
-        .expect("last refresh")
-}
 
 /// Update `rows` rows of `table` (two change rows each), refresh `name`, check it against its
 /// query and return how the refresh ran.
@@ -34,7 +23,8 @@ fn change_and_refresh(
         ))
         .expect("change and refresh");
     assert_oracle(client, name, query);
-    last_refresh(client, name)
+    let (mode, reason) = last_refresh(client, name);
+    (mode.unwrap_or_default(), reason.unwrap_or_default())
 }
 
 #[test]
@@ -78,12 +68,10 @@ fn auto_switches_to_full_for_large_changes_and_back() {
         .expect("set");
     let (mode, _) = change_and_refresh(&mut client, "src", 10, "auto_st", QUERY);
     assert_eq!(mode, "FULL");
-    let err = client
-        .batch_execute("SET pg_trickle.differential_max_change_ratio = -1")
-        .expect_err("negative ratio");
-    assert_eq!(
-        err.code(),
-        Some(&postgres::error::SqlState::INVALID_PARAMETER_VALUE)
+    expect_error(
+        &mut client,
+        "SET pg_trickle.differential_max_change_ratio = -1",
+        "22023",
     );
     client
         .batch_execute("RESET pg_trickle.differential_max_change_ratio")

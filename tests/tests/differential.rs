@@ -5,7 +5,7 @@
 //! DML with NULLs, duplicates and key-changing updates, a refresh after each round, and a
 //! check that the differential path ran rather than a full recompute.
 
-use pg_trickle_tests::{assert_oracle, Script, TestDb};
+use pg_trickle_tests::{assert_oracle, last_refresh, Script, TestDb};
 use postgres::Client;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -161,13 +161,7 @@ fn refresh_and_check(client: &mut Client, name: &str, query: &str) {
 
 /// The last refresh of `name` must have been differential (or found nothing to do).
 fn assert_differential(client: &mut Client, name: &str) {
-    let mode: Option<String> = client
-        .query_one(
-            "SELECT last_refresh_mode FROM pgtrickle.pgt_stream_tables WHERE pgt_name = $1",
-            &[&name],
-        )
-        .expect("mode")
-        .get(0);
+    let (mode, _) = last_refresh(client, name);
     assert!(
         matches!(mode.as_deref(), Some("DIFFERENTIAL") | Some("NOOP")),
         "{name} was refreshed with {mode:?}, not differentially"
@@ -346,11 +340,8 @@ fn truncate_append_only_and_partitioned_sources_stay_correct() {
         .batch_execute("SELECT pgtrickle.refresh_stream_table('per_month')")
         .expect("refresh");
     assert_oracle(&mut client, "per_month", per_month);
-    let (mode, reason): (String, Option<String>) = client
-        .query_one("SELECT last_refresh_mode, last_refresh_reason FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'per_month'", &[])
-        .map(|r| (r.get(0), r.get(1)))
-        .expect("mode");
-    assert_eq!(mode, "FULL");
+    let (mode, reason) = last_refresh(&mut client, "per_month");
+    assert_eq!(mode.as_deref(), Some("FULL"));
     assert!(reason.unwrap_or_default().contains("truncated"));
     client
         .batch_execute("UPDATE measures SET v = 2")
@@ -428,11 +419,8 @@ fn unsupported_constructs_are_named_and_auto_falls_back_to_full() {
             .execute("SELECT pgtrickle.refresh_stream_table($1)", &[&name])
             .expect("refresh");
         assert_oracle(&mut client, &name, query);
-        let (mode, reason): (String, Option<String>) = client
-            .query_one("SELECT last_refresh_mode, last_refresh_reason FROM pgtrickle.pgt_stream_tables WHERE pgt_name = $1", &[&name])
-            .map(|r| (r.get(0), r.get(1)))
-            .expect("mode");
-        assert_eq!(mode, "FULL", "{query}");
+        let (mode, reason) = last_refresh(&mut client, &name);
+        assert_eq!(mode.as_deref(), Some("FULL"), "{query}");
         assert!(reason.is_some());
     }
     // reading the clock: accepted in DIFFERENTIAL mode, recomputed in full every time
@@ -451,13 +439,7 @@ fn unsupported_constructs_are_named_and_auto_falls_back_to_full() {
     client
         .batch_execute("SELECT pgtrickle.refresh_stream_table('timed')")
         .expect("refresh");
-    let reason: Option<String> = client
-        .query_one(
-            "SELECT last_refresh_reason FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'timed'",
-            &[],
-        )
-        .expect("reason")
-        .get(0);
+    let (_, reason) = last_refresh(&mut client, "timed");
     assert!(reason.unwrap_or_default().contains("time-dependent"));
     assert_oracle(&mut client, "timed", timed);
 }
