@@ -97,13 +97,27 @@ fn _pgt_after_ddl() {
         for st in readers {
             check_still_valid(&st)?;
         }
-        // a source's column types may have changed: keep its change buffer in step
-        for relid in store::captured_among(&relids)? {
+        // a source's column types may have changed, or a partition was created or attached
+        // below it: keep its change buffer and capture triggers in step
+        for relid in store::captured_among(&with_ancestors(&relids)?)? {
             crate::cdc::sync_source(relid)?;
+            if relids.contains(&relid) {
+                crate::cdc::reset_if_partitioned(relid)?;
+            }
         }
         Ok(())
     })()
     .or_raise()
+}
+
+/// `relids` and the partitioned tables above them.
+fn with_ancestors(relids: &[pg_sys::Oid]) -> PgtResult<Vec<pg_sys::Oid>> {
+    store::oids(
+        "SELECT array_agg(DISTINCT a.relid) FROM pg_catalog.unnest($1::pg_catalog.oid[]) r(oid),
+                LATERAL (SELECT r.oid AS relid
+                         UNION ALL SELECT p.relid FROM pg_catalog.pg_partition_ancestors(r.oid) p) a",
+        &[relids.to_vec().into()],
+    )
 }
 
 /// Relations touched by the command that fired the trigger (a trigger counts as its table),
@@ -310,7 +324,7 @@ CREATE EVENT TRIGGER pgt_sql_drop ON sql_drop
     EXECUTE FUNCTION pgtrickle._pgt_on_sql_drop();
 
 CREATE EVENT TRIGGER pgt_ddl_command_end ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'ALTER VIEW', 'CREATE VIEW', 'ALTER FOREIGN TABLE',
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'ALTER VIEW', 'CREATE VIEW', 'ALTER FOREIGN TABLE',
                  'ALTER MATERIALIZED VIEW', 'ALTER SCHEMA', 'ALTER TRIGGER', 'ALTER FUNCTION',
                  'ALTER TYPE', 'ALTER DOMAIN')
     EXECUTE FUNCTION pgtrickle._pgt_on_ddl_command_end();

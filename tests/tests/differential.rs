@@ -521,3 +521,47 @@ fn source_column_names_never_clash_with_the_capture_function() {
         .expect("changes");
     refresh_and_check(&mut client, "odd_totals", query);
 }
+
+#[test]
+fn writes_to_partitions_and_partition_ddl_reach_a_partitioned_source() {
+    let db = TestDb::new("differential_partitions");
+    let mut client = db.connect();
+    let query = "SELECT k, sum(v) AS s, count(*) AS n FROM parted GROUP BY k";
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE parted (id int, k int, v int) PARTITION BY RANGE (id);
+             CREATE TABLE parted_a PARTITION OF parted FOR VALUES FROM (0) TO (100)
+                 PARTITION BY RANGE (id);
+             CREATE TABLE parted_a1 PARTITION OF parted_a FOR VALUES FROM (0) TO (50);
+             CREATE TABLE parted_a2 PARTITION OF parted_a FOR VALUES FROM (50) TO (100);
+             INSERT INTO parted SELECT i, i % 3, i FROM generate_series(0, 99) i;
+             SELECT pgtrickle.create_stream_table('parted_st', '{query}',
+                                                  refresh_mode => 'DIFFERENTIAL');"
+        ))
+        .expect("setup");
+    let steps = [
+        // statements naming a leaf or an intermediate partition, not the source
+        "INSERT INTO parted_a1 VALUES (1, 7, 1000)",
+        "UPDATE parted_a2 SET v = v + 1 WHERE id < 60",
+        "DELETE FROM parted_a WHERE id % 10 = 0",
+        // a partition created later, then written to directly
+        "CREATE TABLE parted_b PARTITION OF parted FOR VALUES FROM (100) TO (200);
+         INSERT INTO parted_b VALUES (150, 1, 5)",
+        // a table with rows attached, then a partition detached and written to afterwards
+        "CREATE TABLE parted_c (id int, k int, v int);
+         INSERT INTO parted_c VALUES (250, 2, 50), (251, 9, 9);
+         ALTER TABLE parted ATTACH PARTITION parted_c FOR VALUES FROM (200) TO (300)",
+        "ALTER TABLE parted DETACH PARTITION parted_b",
+        "INSERT INTO parted_b VALUES (160, 1, 1); INSERT INTO parted_c VALUES (260, 2, 2)",
+        "TRUNCATE parted_a2",
+    ];
+    for step in steps {
+        client
+            .batch_execute(step)
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+        client
+            .batch_execute("SELECT pgtrickle.refresh_stream_table('parted_st')")
+            .unwrap_or_else(|e| panic!("refresh after {step}: {e}"));
+        assert_oracle(&mut client, "parted_st", query);
+    }
+}

@@ -153,6 +153,18 @@ pub fn sync_source(relid: pg_sys::Oid) -> PgtResult<()> {
     })
 }
 
+/// After an ALTER TABLE of a partitioned source (ATTACH or DETACH PARTITION change its rows
+/// without DML): its dependants recompute in full at their next refresh.
+pub fn reset_if_partitioned(relid: pg_sys::Oid) -> PgtResult<()> {
+    as_extension_owner(|| {
+        run(
+            "INSERT INTO pgtrickle_changes.resets (source_relid)
+             SELECT c.oid FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relkind = 'p'",
+            &[relid.into()],
+        )
+    })
+}
+
 fn remove(relid: pg_sys::Oid, source_exists: bool) -> PgtResult<()> {
     if source_exists {
         triggers::remove(relid)?;

@@ -77,17 +77,39 @@ fn function_body(
            pgt_xid pg_catalog.xid8 := pg_catalog.pg_current_xact_id();
            pgt_seq bigint := pg_catalog.nextval('pgtrickle_changes.change_seq');
          BEGIN
+           -- a table detached from the source's partition tree keeps the trigger: ignore it
+           IF TG_RELID <> {root}::pg_catalog.oid AND NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_partition_ancestors(TG_RELID) a
+                WHERE a.relid = {root}::pg_catalog.oid) THEN
+             RETURN NULL;
+           END IF;
            IF TG_OP = 'INSERT' THEN {insert}
            ELSIF TG_OP = 'UPDATE' THEN {on_update}
            ELSIF TG_OP = 'DELETE' THEN {on_delete}
            ELSE {reset}
            END IF;
            RETURN NULL;
-         END"
+         END",
+        root = relid.to_u32()
     )
 }
 
-/// (Re)write the capture function and create the triggers that are missing.
+/// The source and, for a partitioned source, every partition below it: statement triggers fire
+/// only on the table a statement names, so each one needs the capture triggers.
+fn tree_members(relid: pg_sys::Oid, source: &str) -> PgtResult<Vec<String>> {
+    let partitions: Vec<String> = query_one(
+        "SELECT array_agg(t.relid::pg_catalog.regclass::text ORDER BY t.level, t.relid)
+         FROM pg_catalog.pg_partition_tree($1) t WHERE t.relid <> $1",
+        &[relid.into()],
+    )?
+    .unwrap_or_default();
+    Ok(std::iter::once(source.to_string())
+        .chain(partitions)
+        .collect())
+}
+
+/// (Re)write the capture function and create the triggers that are missing, on the source and
+/// its partitions.
 pub fn install(
     relid: pg_sys::Oid,
     source: &str,
@@ -119,41 +141,47 @@ pub fn install(
         ("del", "DELETE", "REFERENCING OLD TABLE AS __pgt_old"),
         ("trunc", "TRUNCATE", ""),
     ];
-    let mut enable = Vec::new();
-    for (suffix, event, referencing) in triggers {
-        let name = format!("{CAPTURE_TRIGGER_PREFIX}{suffix}");
-        let exists = query_one::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2)",
-            &[relid.into(), name.as_str().into()],
-        )?
-        .unwrap_or(false);
-        if !exists {
-            run(
-                &format!(
-                    "CREATE TRIGGER {name} AFTER {event} ON {source} {referencing} \
-                     FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
-                ),
-                &[],
-            )?;
-            enable.push(format!("ENABLE ALWAYS TRIGGER {name}"));
+    for table in tree_members(relid, source)? {
+        let mut enable = Vec::new();
+        for (suffix, event, referencing) in triggers {
+            let name = format!("{CAPTURE_TRIGGER_PREFIX}{suffix}");
+            let exists = query_one::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
+                                WHERE tgrelid = $1::pg_catalog.regclass AND tgname = $2)",
+                &[table.as_str().into(), name.as_str().into()],
+            )?
+            .unwrap_or(false);
+            if !exists {
+                run(
+                    &format!(
+                        "CREATE TRIGGER {name} AFTER {event} ON {table} {referencing} \
+                         FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+                    ),
+                    &[],
+                )?;
+                enable.push(format!("ENABLE ALWAYS TRIGGER {name}"));
+            }
         }
-    }
-    if !enable.is_empty() {
-        // one statement, so the DDL checks never see a partial set; ALWAYS so that what
-        // logical replication applies is captured too
-        run(&format!("ALTER TABLE {source} {}", enable.join(", ")), &[])?;
+        if !enable.is_empty() {
+            // one statement, so the DDL checks never see a partial set; ALWAYS so that what
+            // logical replication applies is captured too
+            run(&format!("ALTER TABLE {table} {}", enable.join(", ")), &[])?;
+        }
     }
     Ok(())
 }
 
+/// Drop the capture triggers of the source and its partitions.
 pub fn remove(relid: pg_sys::Oid) -> PgtResult<()> {
     let source: String =
         query_one("SELECT $1::pg_catalog.regclass::text", &[relid.into()])?.unwrap_or_default();
-    for suffix in ["ins", "upd", "del", "trunc"] {
-        run(
-            &format!("DROP TRIGGER IF EXISTS {CAPTURE_TRIGGER_PREFIX}{suffix} ON {source}"),
-            &[],
-        )?;
+    for table in tree_members(relid, &source)? {
+        for suffix in ["ins", "upd", "del", "trunc"] {
+            run(
+                &format!("DROP TRIGGER IF EXISTS {CAPTURE_TRIGGER_PREFIX}{suffix} ON {table}"),
+                &[],
+            )?;
+        }
     }
     Ok(())
 }
