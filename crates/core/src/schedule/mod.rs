@@ -4,6 +4,7 @@
 
 mod cron;
 mod duration;
+pub mod groups;
 pub mod policy;
 
 pub use cron::{CronField, CronSchedule, CronTime};

@@ -10,8 +10,9 @@
 //! - `calculated`: the stream table takes the tightest effective interval among its downstream
 //!   dependants (times its own tier's factor); without dependants it uses the fallback
 //!   interval. That interval applies when it reads tables other than stream tables. It is also
-//!   refreshed, after them, whenever an upstream stream table is refreshed in the cycle
-//!   ([`Trigger::Upstream`]; the worker skips it when none of them applied a change).
+//!   due ([`Trigger::Upstream`]) when an upstream stream table applied a change after its own
+//!   last refresh, and, ordered after them, when an upstream is due in the same cycle (the
+//!   worker runs it once those finished and skips it when they applied nothing).
 //! - Never scheduled: the frozen tier, `IMMEDIATE`, suspended stream tables, and failed ones
 //!   before their retry time.
 //! - Order: upstreams before downstreams; otherwise, with SLA scheduling, the stream table
@@ -28,12 +29,15 @@ pub struct TableState {
     pub id: i64,
     pub schedule: Schedule,
     pub tier: Tier,
-    /// Unix time (seconds) of the last refresh; `None` when never refreshed.
+    /// Unix time (milliseconds) of the last refresh, or of the last check that found nothing
+    /// to do; `None` when never refreshed.
     pub last_refresh: Option<i64>,
+    /// Unix time (milliseconds) of the last refresh that changed the stream table's contents.
+    pub last_change: Option<i64>,
     /// Whether the query reads tables other than stream tables.
     pub reads_tables: bool,
     pub suspended: bool,
-    /// After a failure: not retried before this unix time.
+    /// After a failure: not retried before this unix time (milliseconds).
     pub retry_at: Option<i64>,
 }
 
@@ -64,8 +68,8 @@ pub struct Action {
     pub overdue_seconds: i64,
 }
 
-/// The refreshes of this cycle, in the order to start them: every action comes after the
-/// actions of its upstreams.
+/// The refreshes of this cycle at unix time `now` (milliseconds), in the order to start them:
+/// every action comes after the actions of its upstreams.
 pub fn next_actions(
     now: i64,
     states: &[TableState],
@@ -92,13 +96,65 @@ pub fn next_actions(
             continue;
         }
         if state.schedule == Schedule::Calculated {
-            let ups: Vec<i64> = dag.upstreams(id).filter(|u| due.contains_key(u)).collect();
+            let changed_since = |u: &i64| {
+                let upstream_change = by_id.get(u).and_then(|s| s.last_change);
+                match (upstream_change, state.last_refresh) {
+                    (Some(change), Some(last)) => change > last,
+                    _ => false,
+                }
+            };
+            let ups: Vec<i64> = dag
+                .upstreams(id)
+                .filter(|u| due.contains_key(u) || changed_since(u))
+                .collect();
             if !ups.is_empty() {
                 due.insert(id, (Trigger::Upstream(ups), 0, 0.0));
             }
         }
     }
     order_actions(dag, due, settings.sla_scheduling)
+}
+
+/// The earliest unix time (milliseconds) at which some stream table becomes due through its
+/// own schedule, its retry time or never having been refreshed (`now` when one already is);
+/// `None` when none ever will. A `calculated` stream table following its upstreams becomes due
+/// when an upstream's refresh ends, which the scheduler learns from the refresh worker
+/// stopping, so it is not counted here.
+pub fn next_due(
+    now: i64,
+    states: &[TableState],
+    dag: &Dag<i64>,
+    settings: PolicySettings,
+) -> Option<i64> {
+    let by_id: BTreeMap<i64, &TableState> = states.iter().map(|s| (s.id, s)).collect();
+    let intervals = effective_intervals(&by_id, dag, settings.fallback_interval_seconds);
+    states
+        .iter()
+        .filter(|s| !s.suspended && s.tier.interval_multiplier().is_some())
+        .filter_map(|s| {
+            let own = match (&s.schedule, s.last_refresh) {
+                (Schedule::Immediate, _) => None,
+                (_, None) => Some(now),
+                (Schedule::Cron(_), Some(_)) => Some((now.div_euclid(60_000) + 1) * 60_000),
+                (Schedule::Calculated, Some(_)) if !s.reads_tables => None,
+                (_, Some(last)) => intervals.get(&s.id).copied().flatten().map(|i| {
+                    last.saturating_add(i64::try_from(i).unwrap_or(i64::MAX).saturating_mul(1000))
+                }),
+            }?;
+            Some(own.max(s.retry_at.unwrap_or(i64::MIN)).max(now))
+        })
+        .min()
+}
+
+/// How long the scheduler waits before retrying a stream table whose last `failures` refreshes
+/// in a row failed: 1 s, doubling with each failure, at most 5 minutes.
+pub fn retry_delay_seconds(failures: u32) -> i64 {
+    const MAX_DELAY: i64 = 300;
+    match failures {
+        0 => 0,
+        n if n > 9 => MAX_DELAY,
+        n => (1i64 << (n - 1)).min(MAX_DELAY),
+    }
 }
 
 fn schedulable(state: &TableState, now: i64) -> bool {
@@ -115,14 +171,20 @@ fn schedule_due(state: &TableState, interval: Option<u64>, now: i64) -> (bool, i
         return (true, 0, 0.0);
     };
     match (&state.schedule, interval) {
-        (Schedule::Cron(cron), _) => (cron_fired_since(cron, last, now), 0, 0.0),
+        (Schedule::Cron(cron), _) => (
+            cron_fired_since(cron, last.div_euclid(1000), now.div_euclid(1000)),
+            0,
+            0.0,
+        ),
         (Schedule::Calculated, _) if !state.reads_tables => (false, 0, 0.0),
         (_, Some(interval)) => {
-            let interval = i64::try_from(interval).unwrap_or(i64::MAX);
+            let interval = i64::try_from(interval)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000);
             let overdue = now.saturating_sub(last).saturating_sub(interval);
             (
                 overdue >= 0,
-                overdue,
+                overdue.div_euclid(1000),
                 overdue as f64 / interval.max(1) as f64,
             )
         }

@@ -11,11 +11,22 @@ fn st(id: i64, schedule: &str, last_refresh: Option<i64>) -> TableState {
         id,
         schedule: Schedule::parse(schedule).expect("schedule"),
         tier: Tier::Hot,
-        last_refresh,
+        last_refresh: last_refresh.map(|t| t * 1000),
+        last_change: last_refresh.map(|t| t * 1000),
         reads_tables: true,
         suspended: false,
         retry_at: None,
     }
+}
+
+/// `next_actions` at `now` in seconds (the policy's times are milliseconds).
+fn due_at(
+    now: i64,
+    states: &[TableState],
+    dag: &Dag<i64>,
+    settings: PolicySettings,
+) -> Vec<Action> {
+    next_actions(now * 1000, states, dag, settings)
 }
 
 fn ids(actions: &[Action]) -> Vec<i64> {
@@ -29,9 +40,9 @@ fn intervals_are_due_once_they_pass_and_never_refreshed_is_due() {
         st(2, "5s", Some(96)),
         st(3, "1m", None),
     ];
-    let actions = next_actions(100, &states, &Dag::new(), SETTINGS);
+    let actions = due_at(100, &states, &Dag::new(), SETTINGS);
     assert_eq!(ids(&actions), vec![3]);
-    let actions = next_actions(105, &states, &Dag::new(), SETTINGS);
+    let actions = due_at(105, &states, &Dag::new(), SETTINGS);
     assert_eq!(ids(&actions), vec![1, 2, 3]);
     assert_eq!(actions[1].overdue_seconds, 4);
     assert_eq!(actions[0].trigger, Trigger::Schedule);
@@ -46,17 +57,11 @@ fn tiers_multiply_the_interval_and_frozen_is_never_scheduled() {
     let mut frozen = st(3, "1s", None);
     frozen.tier = Tier::Frozen;
     let states = [warm, cold, frozen];
-    assert!(next_actions(19, &states, &Dag::new(), SETTINGS).is_empty());
+    assert!(due_at(19, &states, &Dag::new(), SETTINGS).is_empty());
+    assert_eq!(ids(&due_at(20, &states, &Dag::new(), SETTINGS)), vec![1]);
+    assert_eq!(ids(&due_at(99, &states, &Dag::new(), SETTINGS)), vec![1]);
     assert_eq!(
-        ids(&next_actions(20, &states, &Dag::new(), SETTINGS)),
-        vec![1]
-    );
-    assert_eq!(
-        ids(&next_actions(99, &states, &Dag::new(), SETTINGS)),
-        vec![1]
-    );
-    assert_eq!(
-        ids(&next_actions(100, &states, &Dag::new(), SETTINGS)),
+        ids(&due_at(100, &states, &Dag::new(), SETTINGS)),
         vec![1, 2]
     );
 }
@@ -68,13 +73,16 @@ fn calculated_follows_its_upstreams_in_the_same_cycle() {
     gold.reads_tables = false;
     let states = [st(1, "5s", Some(100)), gold];
     let dag = Dag::from_edges([(1, 2)]);
-    assert!(next_actions(104, &states, &dag, SETTINGS).is_empty());
-    let actions = next_actions(105, &states, &dag, SETTINGS);
+    assert!(due_at(104, &states, &dag, SETTINGS).is_empty());
+    let actions = due_at(105, &states, &dag, SETTINGS);
     assert_eq!(ids(&actions), vec![1, 2]);
     assert_eq!(actions[1].trigger, Trigger::Upstream(vec![1]));
-    // long after, with silver not due: gold is not refreshed on its own
-    let states = [st(1, "5s", Some(1000)), states[1].clone()];
-    assert!(next_actions(1002, &states, &dag, SETTINGS).is_empty());
+    // long after, with silver not due and unchanged since gold's refresh: gold is not
+    // refreshed on its own
+    let mut silver = st(1, "5s", Some(1000));
+    silver.last_change = Some(90_000);
+    let states = [silver, states[1].clone()];
+    assert!(due_at(1002, &states, &dag, SETTINGS).is_empty());
 }
 
 #[test]
@@ -84,17 +92,14 @@ fn a_calculated_upstream_takes_the_tightest_schedule_of_its_dependants() {
     two.tier = Tier::Warm;
     let states = [st(1, "calculated", Some(0)), two, st(3, "1m", Some(0))];
     let dag = Dag::from_edges([(1, 2), (1, 3)]);
-    assert!(next_actions(59, &states, &dag, SETTINGS).is_empty());
-    let actions = next_actions(60, &states, &dag, SETTINGS);
+    assert!(due_at(59, &states, &dag, SETTINGS).is_empty());
+    let actions = due_at(60, &states, &dag, SETTINGS);
     assert_eq!(ids(&actions), vec![1, 2, 3]);
     assert_eq!(actions[0].trigger, Trigger::Schedule);
     // without dependants, calculated reading tables uses the fallback interval
     let states = [st(7, "calculated", Some(0))];
-    assert!(next_actions(59, &states, &Dag::new(), SETTINGS).is_empty());
-    assert_eq!(
-        ids(&next_actions(60, &states, &Dag::new(), SETTINGS)),
-        vec![7]
-    );
+    assert!(due_at(59, &states, &Dag::new(), SETTINGS).is_empty());
+    assert_eq!(ids(&due_at(60, &states, &Dag::new(), SETTINGS)), vec![7]);
 }
 
 #[test]
@@ -107,7 +112,7 @@ fn fan_out_and_diamonds_run_upstreams_first() {
         states.push(s);
     }
     let dag = Dag::from_edges([(1, 2), (1, 3), (2, 4), (3, 4)]);
-    let actions = next_actions(1, &states, &dag, SETTINGS);
+    let actions = due_at(1, &states, &dag, SETTINGS);
     assert_eq!(ids(&actions), vec![1, 2, 3, 4]);
     assert_eq!(actions[3].trigger, Trigger::Upstream(vec![2, 3]));
 }
@@ -117,13 +122,10 @@ fn suspended_failed_and_immediate_stream_tables_wait() {
     let mut suspended = st(1, "1s", None);
     suspended.suspended = true;
     let mut failed = st(2, "1s", Some(0));
-    failed.retry_at = Some(30);
+    failed.retry_at = Some(30_000);
     let states = [suspended, failed, st(3, "IMMEDIATE", None)];
-    assert!(next_actions(29, &states, &Dag::new(), SETTINGS).is_empty());
-    assert_eq!(
-        ids(&next_actions(30, &states, &Dag::new(), SETTINGS)),
-        vec![2]
-    );
+    assert!(due_at(29, &states, &Dag::new(), SETTINGS).is_empty());
+    assert_eq!(ids(&due_at(30, &states, &Dag::new(), SETTINGS)), vec![2]);
 }
 
 #[test]
@@ -138,12 +140,9 @@ fn sla_scheduling_starts_the_most_overdue_first() {
         sla_scheduling: true,
         ..SETTINGS
     };
+    assert_eq!(ids(&due_at(1000, &states, &Dag::new(), sla)), vec![3, 1, 2]);
     assert_eq!(
-        ids(&next_actions(1000, &states, &Dag::new(), sla)),
-        vec![3, 1, 2]
-    );
-    assert_eq!(
-        ids(&next_actions(1000, &states, &Dag::new(), SETTINGS)),
+        ids(&due_at(1000, &states, &Dag::new(), SETTINGS)),
         vec![1, 2, 3]
     );
 }
@@ -160,14 +159,9 @@ fn cron_is_due_when_it_fired_since_the_last_refresh() {
         schedule: Schedule::Cron(every_five),
         ..st(1, "1s", Some(midnight))
     }];
-    assert!(next_actions(midnight + 120, &states, &Dag::new(), SETTINGS).is_empty());
+    assert!(due_at(midnight + 120, &states, &Dag::new(), SETTINGS).is_empty());
     assert_eq!(
-        ids(&next_actions(
-            midnight + 300,
-            &states,
-            &Dag::new(),
-            SETTINGS
-        )),
+        ids(&due_at(midnight + 300, &states, &Dag::new(), SETTINGS)),
         vec![1]
     );
     // weekday and month names: 2026-01-01 was a Thursday
@@ -204,4 +198,79 @@ fn utc_minutes_are_calendar_minutes() {
         (t.minute, t.hour, t.day_of_month, t.month, t.day_of_week),
         (59, 23, 31, 12, 3)
     );
+}
+
+#[test]
+fn calculated_follows_an_upstream_that_changed_after_its_last_refresh() {
+    let dag = Dag::from_edges([(1, 2)]);
+    let mut upstream = st(1, "1m", Some(100));
+    upstream.last_change = Some(90_000);
+    let mut downstream = st(2, "calculated", Some(95));
+    downstream.reads_tables = false;
+    // the upstream changed at 90, before the downstream's refresh at 95: nothing to do
+    assert!(due_at(110, &[upstream.clone(), downstream.clone()], &dag, SETTINGS).is_empty());
+    // a change at 100, after 95: the downstream follows, though the upstream is not due
+    upstream.last_change = Some(100_000);
+    let actions = due_at(110, &[upstream, downstream], &dag, SETTINGS);
+    assert_eq!(ids(&actions), vec![2]);
+    assert_eq!(actions[0].trigger, Trigger::Upstream(vec![1]));
+}
+
+#[test]
+fn retries_back_off_doubling_up_to_five_minutes() {
+    let delays: Vec<i64> = (0..12).map(retry_delay_seconds).collect();
+    assert_eq!(delays, vec![0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+    assert_eq!(retry_delay_seconds(u32::MAX), 300);
+}
+
+#[test]
+fn times_count_to_the_millisecond() {
+    // silver changed 0.8 s after gold's refresh, within the same second
+    let dag = Dag::from_edges([(1, 2)]);
+    let mut silver = st(1, "1m", Some(10));
+    silver.last_change = Some(10_900);
+    let mut gold = st(2, "calculated", None);
+    gold.last_refresh = Some(10_100);
+    gold.reads_tables = false;
+    let actions = next_actions(11_000, &[silver, gold], &dag, SETTINGS);
+    assert_eq!(ids(&actions), vec![2]);
+    // a '1s' interval is due 1000 ms after the last refresh, not at the next whole second
+    let one = TableState {
+        last_refresh: Some(10_900),
+        ..st(3, "1s", None)
+    };
+    assert!(next_actions(11_800, std::slice::from_ref(&one), &Dag::new(), SETTINGS).is_empty());
+    assert_eq!(
+        ids(&next_actions(11_900, &[one], &Dag::new(), SETTINGS)),
+        vec![3]
+    );
+}
+
+#[test]
+fn the_next_due_time_is_the_earliest_schedule_or_retry() {
+    let mut failed = st(2, "10s", Some(100));
+    failed.retry_at = Some(125_000);
+    let mut frozen = st(3, "1s", Some(100));
+    frozen.tier = Tier::Frozen;
+    let states = [st(1, "30s", Some(100)), failed, frozen];
+    // 1 is due at 130 s, 2 at 110 s but not retried before 125 s
+    assert_eq!(
+        next_due(101_000, &states, &Dag::new(), SETTINGS),
+        Some(125_000)
+    );
+    // cron: the next minute; never refreshed: now
+    let states = [st(4, "*/5 * * * *", Some(100)), st(5, "1h", Some(100))];
+    assert_eq!(
+        next_due(101_500, &states, &Dag::new(), SETTINGS),
+        Some(120_000)
+    );
+    let states = [st(6, "1h", None)];
+    assert_eq!(
+        next_due(101_500, &states, &Dag::new(), SETTINGS),
+        Some(101_500)
+    );
+    // a calculated stream table reading only stream tables waits for its upstreams
+    let mut gold = st(7, "calculated", Some(100));
+    gold.reads_tables = false;
+    assert_eq!(next_due(101_500, &[gold], &Dag::new(), SETTINGS), None);
 }
