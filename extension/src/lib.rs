@@ -13,6 +13,7 @@
 //! - `error`: the one place that turns typed errors into PostgreSQL errors.
 //! - `pg`: small helpers around SPI, GUCs and the current user.
 //! - `config`: the extension's configuration parameters (`pg_trickle.*`).
+//! - `scheduler`: the background workers that refresh stream tables on their schedules.
 
 mod analyze;
 mod api;
@@ -24,6 +25,7 @@ mod error;
 mod guard;
 mod pg;
 mod refresh;
+mod scheduler;
 
 ::pgrx::pg_module_magic!();
 
@@ -31,6 +33,7 @@ mod refresh;
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     config::register();
+    scheduler::register();
     // SAFETY: registering a callback with PostgreSQL's invalidation machinery; the function
     // lives as long as the library.
     unsafe {

@@ -3,7 +3,6 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
 /// A running PostgreSQL cluster with `shared_preload_libraries = 'pg_trickle'`.
 pub struct Cluster {
@@ -14,14 +13,46 @@ pub struct Cluster {
     as_postgres_user: bool,
 }
 
-static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+/// The clusters of this test binary by their settings, started on first use.
+static CLUSTERS: std::sync::Mutex<Vec<(&'static str, &'static Cluster)>> =
+    std::sync::Mutex::new(Vec::new());
 
-/// The cluster of this test binary, started on first use and stopped when the process exits.
+/// Settings of the cluster where the background scheduler is off, so that only the test's own
+/// refreshes run (tests check exact refresh counts and modes).
+const MANUAL: &str = "pg_trickle.enabled = off\n";
+
+/// Settings of the cluster where the background scheduler runs, with a short cycle and room
+/// for many workers.
+const SCHEDULING: &str = "pg_trickle.enabled = on\npg_trickle.scheduler_interval_ms = 100\n\
+                          max_worker_processes = 40\npg_trickle.max_consecutive_failures = 3\n";
+
+/// The cluster of this test binary where refreshes are manual (the scheduler is off), started
+/// on first use and stopped when the process exits.
 pub fn cluster() -> &'static Cluster {
-    CLUSTER.get_or_init(|| {
-        let cluster = Cluster::start();
+    cluster_with(MANUAL)
+}
+
+/// The cluster of this test binary where the background scheduler refreshes stream tables.
+pub fn scheduling_cluster() -> &'static Cluster {
+    cluster_with(SCHEDULING)
+}
+
+/// The cluster of this test binary with these extra `postgresql.conf` lines, started on first
+/// use and stopped when the process exits.
+pub fn cluster_with(settings: &'static str) -> &'static Cluster {
+    let mut clusters = CLUSTERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, cluster)) = clusters.iter().find(|(s, _)| *s == settings) {
+        return cluster;
+    }
+    let cluster: &'static Cluster = Box::leak(Box::new(Cluster::start(settings)));
+    if clusters.is_empty() {
         extern "C" fn stop_at_exit() {
-            if let Some(c) = CLUSTER.get() {
+            let clusters = CLUSTERS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (_, c) in clusters.iter() {
                 c.stop();
             }
         }
@@ -30,8 +61,9 @@ pub fn cluster() -> &'static Cluster {
         }
         // SAFETY: registering a plain function with the C runtime's exit handlers.
         unsafe { atexit(stop_at_exit) };
-        cluster
-    })
+    }
+    clusters.push((settings, cluster));
+    cluster
 }
 
 fn output(cmd: &mut Command) -> String {
@@ -54,7 +86,7 @@ fn free_port() -> u16 {
 }
 
 impl Cluster {
-    fn start() -> Cluster {
+    fn start(settings: &str) -> Cluster {
         let pg_config =
             std::env::var("PGT_PG_CONFIG").unwrap_or_else(|_| "/usr/bin/pg_config".into());
         let bin_dir = PathBuf::from(output(Command::new(&pg_config).arg("--bindir")));
@@ -71,7 +103,9 @@ impl Cluster {
         let root = std::env::var("PGT_TEST_ROOT")
             .map(PathBuf::from)
             .unwrap_or_else(|_| std::env::temp_dir().join("pg_trickle-tests"));
-        let data_dir = root.join(format!("pg{major_version}-{}", std::process::id()));
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let serial = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let data_dir = root.join(format!("pg{major_version}-{}-{serial}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         std::fs::create_dir_all(&data_dir).expect("create the data directory");
         let cluster = Cluster {
@@ -107,7 +141,7 @@ impl Cluster {
         let conf = format!(
             "\nshared_preload_libraries = 'pg_trickle'\nlisten_addresses = '127.0.0.1'\n\
              unix_socket_directories = '{data}'\nport = {}\nfsync = off\nfull_page_writes = off\n\
-             synchronous_commit = off\nmax_connections = 200\nlog_min_messages = warning\n",
+             synchronous_commit = off\nmax_connections = 200\nlog_min_messages = warning\n{settings}",
             cluster.port
         );
         std::fs::OpenOptions::new()
@@ -138,6 +172,26 @@ impl Cluster {
             .env_remove("RUST_BACKTRACE")
             .env_remove("RUST_LIB_BACKTRACE");
         cmd
+    }
+
+    /// Run `pg_ctl` on this cluster with `args` (after `-D <data directory>`); whether it
+    /// succeeded, and its output.
+    pub fn pg_ctl(&self, args: &[&str]) -> (bool, String) {
+        let data = self.data_dir.to_string_lossy().to_string();
+        let log = format!("{data}/server.log");
+        let mut all = vec!["-D", &data, "-l", &log];
+        all.extend_from_slice(args);
+        match self.command("pg_ctl", &all).output() {
+            Ok(out) => (
+                out.status.success(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            ),
+            Err(e) => (false, e.to_string()),
+        }
     }
 
     /// Connection string for database `db`.

@@ -1,17 +1,30 @@
 //! One database per test, with pg_trickle installed, and helpers for expected errors.
 
-use crate::cluster::cluster;
+use crate::cluster::{cluster, scheduling_cluster, Cluster};
 use postgres::{Client, NoTls};
 
 /// A fresh database named after the test.
+#[derive(Clone)]
 pub struct TestDb {
     pub name: String,
+    pub cluster: &'static Cluster,
 }
 
 impl TestDb {
-    /// Create database `t_<name>` with the extension installed.
+    /// Create database `t_<name>` with the extension installed, in the cluster where refreshes
+    /// are manual.
     pub fn new(name: &str) -> TestDb {
-        let c = cluster();
+        TestDb::create(cluster(), name)
+    }
+
+    /// Create database `t_<name>` with the extension installed, in the cluster where the
+    /// background scheduler runs.
+    pub fn scheduled(name: &str) -> TestDb {
+        TestDb::create(scheduling_cluster(), name)
+    }
+
+    /// Create database `t_<name>` with the extension installed, in cluster `c`.
+    pub fn create(c: &'static Cluster, name: &str) -> TestDb {
         let db_name = format!("t_{name}");
         let mut admin = Client::connect(&c.conninfo("postgres"), NoTls).unwrap_or_else(|e| {
             panic!(
@@ -25,7 +38,10 @@ impl TestDb {
         admin
             .batch_execute(&format!("CREATE DATABASE {db_name}"))
             .expect("create database");
-        let db = TestDb { name: db_name };
+        let db = TestDb {
+            name: db_name,
+            cluster: c,
+        };
         db.connect()
             .batch_execute("CREATE EXTENSION pg_trickle")
             .expect("create extension");
@@ -34,12 +50,14 @@ impl TestDb {
 
     /// A new connection to this database as the superuser.
     pub fn connect(&self) -> Client {
-        Client::connect(&cluster().conninfo(&self.name), NoTls).expect("connect to test database")
+        Client::connect(&self.cluster.conninfo(&self.name), NoTls)
+            .expect("connect to test database")
     }
 
     /// A new connection as `role`.
     pub fn connect_as(&self, role: &str) -> Client {
-        let conninfo = cluster()
+        let conninfo = self
+            .cluster
             .conninfo(&self.name)
             .replace("user=postgres", &format!("user={role}"));
         Client::connect(&conninfo, NoTls).expect("connect as role")

@@ -9,8 +9,11 @@ pub mod cluster;
 pub mod db;
 pub mod oracle;
 pub mod script;
+pub mod spec;
+pub mod wait;
 
-pub use cluster::cluster;
+pub use cluster::{cluster, cluster_with, scheduling_cluster};
 pub use db::{expect_error, last_refresh, TestDb};
 pub use oracle::{assert_oracle, oracle_mismatch};
 pub use script::Script;
+pub use wait::wait_for;

@@ -79,10 +79,10 @@ fn concurrent_refreshes(db: &TestDb, first: &mut Client, name: &str, query: &str
         &format!("INSERT INTO items SELECT max(id) + 1, 1, 1 FROM items; SELECT pgtrickle.refresh_stream_table('{name}');"),
     )
     .expect("first refresh");
-    let conninfo_db = db.name.clone();
+    let other = db.clone();
     let refresh = format!("SELECT pgtrickle.refresh_stream_table('{name}')");
     let second = std::thread::spawn(move || {
-        let mut c = TestDb { name: conninfo_db }.connect();
+        let mut c = other.connect();
         c.batch_execute(&refresh).expect("second refresh");
     });
     // wait until the second refresh is queued behind the first one

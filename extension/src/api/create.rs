@@ -52,7 +52,10 @@ fn create_stream_table(
                 .ok_or_else(|| null_argument("pooler_compatibility_mode"))?,
         };
         let initialize = initialize.ok_or_else(|| null_argument("initialize"))?;
-        create(name, query, &settings, initialize)
+        create(name, query, &settings, initialize)?;
+        // a database's first stream table needs a scheduler
+        crate::scheduler::wake_launcher_at_commit();
+        Ok(())
     })()
     .or_raise()
 }

@@ -1,7 +1,7 @@
 //! `pgtrickle.drop_stream_table(name, cascade => false)`: remove a stream table, its storage and
 //! its catalog rows.
 
-use super::{check_owner, lookup_stream_table, required};
+use super::{check_owner, lock_stream_table, required};
 use crate::catalog::store;
 use crate::error::{OrRaise, PgtResult};
 use crate::pg::run;
@@ -18,7 +18,9 @@ fn drop_stream_table(name: Option<&str>, cascade: default!(Option<bool>, "false"
 
 fn drop_impl(name: Option<&str>, cascade: bool) -> PgtResult<()> {
     let name = required(name, "name")?;
-    let st = lookup_stream_table(name)?;
+    // the refresh lock first, as refreshes take it, so that a drop waits for a refresh in
+    // progress instead of deadlocking with it
+    let st = lock_stream_table(name)?;
     check_owner(&st, "drop")?;
     let dependants: Vec<String> = store::dependants_of(&[st.relid])?
         .iter()

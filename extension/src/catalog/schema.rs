@@ -44,6 +44,9 @@ CREATE TABLE pgtrickle.pgt_stream_tables (
         CHECK (status IN ('INITIALIZING', 'ACTIVE', 'SUSPENDED', 'ERROR')),
     last_error_message        text,
     last_error_at             timestamptz,
+    -- failed scheduled refreshes since the last success; at pg_trickle.max_consecutive_failures
+    -- the stream table is SUSPENDED
+    consecutive_failures      integer NOT NULL DEFAULT 0,
     last_refresh_mode         text,
     last_refresh_reason       text,
     maintenance               text,
@@ -55,6 +58,8 @@ CREATE TABLE pgtrickle.pgt_stream_tables (
     frontier_at               timestamptz,
     created_at                timestamptz NOT NULL DEFAULT now(),
     last_refreshed_at         timestamptz,
+    -- the last refresh that inserted, updated or deleted rows
+    last_changed_at           timestamptz,
     UNIQUE (pgt_schema, pgt_name)
 );
 COMMENT ON TABLE pgtrickle.pgt_stream_tables IS
@@ -95,11 +100,14 @@ SELECT s.pgt_id,
         AND (s.last_refreshed_at IS NULL
              OR pg_catalog.clock_timestamp() - s.last_refreshed_at
                 > s.schedule_interval_seconds * interval '1 second')) AS is_stale,
+       s.last_changed_at,
        s.last_error_message,
-       s.last_error_at
+       s.last_error_at,
+       s.consecutive_failures
 FROM pgtrickle.pgt_stream_tables s;
 
--- One row per refresh that committed (manual, or run by create/alter), kept for
+-- One row per refresh that committed (manual, scheduled, or run by create/alter) and per
+-- scheduled refresh that failed (status FAILED, refresh_mode NULL), kept for
 -- pg_trickle.history_retention_hours after it finished.
 CREATE TABLE pgtrickle.pgt_refresh_history (
     refresh_id     bigserial PRIMARY KEY,
@@ -107,11 +115,11 @@ CREATE TABLE pgtrickle.pgt_refresh_history (
     started_at     timestamptz NOT NULL,
     finished_at    timestamptz NOT NULL,
     duration_ms    double precision NOT NULL,
-    refresh_mode   text NOT NULL CHECK (refresh_mode IN ('FULL', 'DIFFERENTIAL', 'NOOP')),
+    refresh_mode   text CHECK (refresh_mode IN ('FULL', 'DIFFERENTIAL', 'NOOP')),
     reason         text,
-    rows_inserted  bigint NOT NULL,
-    rows_updated   bigint NOT NULL,
-    rows_deleted   bigint NOT NULL,
+    rows_inserted  bigint NOT NULL DEFAULT 0,
+    rows_updated   bigint NOT NULL DEFAULT 0,
+    rows_deleted   bigint NOT NULL DEFAULT 0,
     status         text NOT NULL DEFAULT 'SUCCEEDED' CHECK (status IN ('SUCCEEDED', 'FAILED')),
     error_message  text
 );

@@ -40,6 +40,8 @@ pub struct StreamTable {
     pub frontier: Option<Frontier>,
     /// Sources whose changes are captured for this stream table.
     pub captured_sources: Vec<pg_sys::Oid>,
+    /// Scheduled refreshes that failed in a row since the last success.
+    pub consecutive_failures: i32,
 }
 
 impl StreamTable {
@@ -77,7 +79,8 @@ const SELECT_COLUMNS: &str =
      c.relowner, pg_catalog.pg_has_role($CALLER::oid, c.relowner, 'USAGE'), \
      s.frontier::text, s.frontier_own_xid::text, s.frontier_own_seq, \
      ARRAY(SELECT d.source_relid FROM pgtrickle.pgt_dependencies d \
-           WHERE d.pgt_id = s.pgt_id AND d.columns IS NOT NULL ORDER BY d.source_relid)";
+           WHERE d.pgt_id = s.pgt_id AND d.columns IS NOT NULL ORDER BY d.source_relid), \
+     s.consecutive_failures";
 
 fn corrupt(what: &str) -> CoreError {
     CoreError::internal(format!("pg_trickle catalog row has an invalid {what}"))
@@ -179,6 +182,7 @@ fn load_rows(
                         .get::<Vec<pg_sys::Oid>>(22)
                         .map_err(spi_error)?
                         .unwrap_or_default(),
+                    consecutive_failures: row.get::<i32>(23).map_err(spi_error)?.unwrap_or(0),
                 });
             }
             Ok(out)
@@ -324,7 +328,11 @@ pub fn update_settings(
         run(
             "UPDATE pgtrickle.pgt_stream_tables
              SET refresh_mode = $2, schedule = $3, schedule_interval_seconds = $4, tier = $5,
-                 append_only = $6, diamond_consistency = $7, pooler_compatibility_mode = $8
+                 append_only = $6, diamond_consistency = $7, pooler_compatibility_mode = $8,
+                 -- altering a suspended stream table hands it back to the scheduler
+                 status = CASE WHEN status = 'SUSPENDED' THEN 'ERROR' ELSE status END,
+                 consecutive_failures = CASE WHEN status = 'SUSPENDED' THEN 0
+                                             ELSE consecutive_failures END
              WHERE pgt_id = $1",
             &[
                 pgt_id.into(),
@@ -427,7 +435,10 @@ pub fn record_history(
             "WITH pruned AS (
                  DELETE FROM pgtrickle.pgt_refresh_history
                  WHERE pgt_id = $1 AND $3 > 0
-                   AND finished_at < pg_catalog.clock_timestamp() - $3 * interval '1 hour')
+                   AND finished_at < pg_catalog.clock_timestamp() - $3 * interval '1 hour'),
+             changed AS (
+                 UPDATE pgtrickle.pgt_stream_tables SET last_changed_at = pg_catalog.clock_timestamp()
+                 WHERE pgt_id = $1 AND $6 + $7 + $8 > 0)
              INSERT INTO pgtrickle.pgt_refresh_history
                  (pgt_id, started_at, finished_at, duration_ms, refresh_mode, reason,
                   rows_inserted, rows_updated, rows_deleted)
@@ -446,5 +457,66 @@ pub fn record_history(
             true,
             |_| Ok(()),
         )
+    })
+}
+
+/// Record a failed scheduled refresh of each of `pgt_ids` (one transaction, all or none of
+/// them applied; `failing` is the one whose refresh raised `message`): status ERROR, or
+/// SUSPENDED once `max_failures` consecutive refreshes failed; the message, its time, and a
+/// FAILED history row. Returns the stream tables suspended now.
+pub fn record_failure(
+    pgt_ids: &[i64],
+    failing: i64,
+    message: &str,
+    duration_ms: f64,
+    max_failures: i32,
+) -> PgtResult<Vec<i64>> {
+    as_extension_owner(|| {
+        Spi::connect_mut(|client| {
+            let rows = client
+                .update(
+                    "WITH failed AS (
+                         UPDATE pgtrickle.pgt_stream_tables
+                         SET consecutive_failures = consecutive_failures + 1,
+                             status = CASE WHEN $4 > 0 AND consecutive_failures + 1 >= $4
+                                           THEN 'SUSPENDED' ELSE 'ERROR' END,
+                             last_error_message = m.message,
+                             last_error_at = pg_catalog.clock_timestamp()
+                         FROM (SELECT CASE WHEN s.pgt_id = $5 THEN $2
+                                           ELSE 'not applied: the refresh of '
+                                                || pg_catalog.quote_ident(f.pgt_schema) || '.'
+                                                || pg_catalog.quote_ident(f.pgt_name)
+                                                || ' in the same atomic group failed: ' || $2
+                                      END AS message, s.pgt_id
+                               FROM pgtrickle.pgt_stream_tables s
+                               LEFT JOIN pgtrickle.pgt_stream_tables f ON f.pgt_id = $5
+                               WHERE s.pgt_id = ANY($1)) m
+                         WHERE pgtrickle.pgt_stream_tables.pgt_id = m.pgt_id
+                         RETURNING pgtrickle.pgt_stream_tables.pgt_id, status, m.message),
+                     history AS (
+                         INSERT INTO pgtrickle.pgt_refresh_history
+                             (pgt_id, started_at, finished_at, duration_ms, status, error_message)
+                         SELECT pgt_id, pg_catalog.clock_timestamp() - $3 * interval '1 millisecond',
+                                pg_catalog.clock_timestamp(), $3, 'FAILED', message
+                         FROM failed)
+                     SELECT pgt_id FROM failed WHERE status = 'SUSPENDED'",
+                    None,
+                    &[
+                        pgt_ids.to_vec().into(),
+                        message.into(),
+                        duration_ms.into(),
+                        max_failures.into(),
+                        failing.into(),
+                    ],
+                )
+                .map_err(spi_error)?;
+            let mut suspended = Vec::new();
+            for row in rows {
+                if let Some(id) = row.get::<i64>(1).map_err(spi_error)? {
+                    suspended.push(id);
+                }
+            }
+            Ok(suspended)
+        })
     })
 }

@@ -100,15 +100,18 @@ pub fn sync_source(relid: pg_sys::Oid) -> PgtResult<()> {
             &format!("LOCK TABLE {source} IN SHARE ROW EXCLUSIVE MODE"),
             &[],
         )?;
-        run(
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {buffer} (
-                     __pgt_xid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
-                     __pgt_seq bigint NOT NULL DEFAULT pg_catalog.nextval('pgtrickle_changes.change_seq'),
-                     __pgt_weight smallint NOT NULL)"
-            ),
-            &[],
-        )?;
+        // quietly: a second stream table on the same source finds the buffer there
+        crate::pg::with_settings(&[("client_min_messages", "warning")], || {
+            run(
+                &format!(
+                    "CREATE TABLE IF NOT EXISTS {buffer} (
+                         __pgt_xid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+                         __pgt_seq bigint NOT NULL DEFAULT pg_catalog.nextval('pgtrickle_changes.change_seq'),
+                         __pgt_weight smallint NOT NULL)"
+                ),
+                &[],
+            )
+        })?;
         // No index: buffers hold only unconsumed rows and are read whole by each refresh; an
         // index on __pgt_xid roughly doubled the cost of a bulk INSERT into the source.
         let wanted = tracked_columns(relid)?;

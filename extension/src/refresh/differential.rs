@@ -6,6 +6,7 @@
 use super::snapshot::{first_i64, Param, PinnedSnapshot, Rows};
 use super::{frontier, full, Outcome};
 use crate::analyze::Lowered;
+use crate::catalog::store::Frontier;
 use crate::catalog::StreamTable;
 use crate::cdc::buffer_name;
 use crate::error::PgtResult;
@@ -70,16 +71,16 @@ fn key_params(keys: &Rows, key_count: usize) -> Vec<Param> {
     values.chain(has_null).collect()
 }
 
-/// Refresh `st` differentially. The query is planned only when there is something to apply.
-pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
-    let Some(previous) = st.frontier.clone() else {
-        return full::refresh(st, Some(&super::planned(st)?), Some("first refresh".into()));
-    };
-    let relids = &st.captured_sources;
-    let snapshot = PinnedSnapshot::take();
+/// Per captured source of `st`, in order: whether it has change rows after `previous`, and
+/// whether it has a reset marker (truncation) after it.
+fn pending_flags(
+    snapshot: &PinnedSnapshot,
+    st: &StreamTable,
+    previous: &Frontier,
+) -> PgtResult<Vec<bool>> {
     let window = frontier::window_parameterized();
-    let params = || frontier::window_params(&previous);
-    let checks: Vec<String> = relids
+    let checks: Vec<String> = st
+        .captured_sources
         .iter()
         .flat_map(|relid| {
             let buffer = buffer_name(*relid);
@@ -92,18 +93,44 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
             ]
         })
         .collect();
-    let flags: Vec<bool> = if checks.is_empty() {
-        Vec::new()
-    } else {
-        snapshot
-            .query(&format!("SELECT {}", checks.join(", ")), &params())?
-            .into_iter()
-            .next()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| v.as_deref() == Some("t"))
-            .collect()
+    if checks.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(snapshot
+        .query(
+            &format!("SELECT {}", checks.join(", ")),
+            &frontier::window_params(previous),
+        )?
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.as_deref() == Some("t"))
+        .collect())
+}
+
+/// Whether a differential refresh of `st` would find anything to apply (always true before
+/// its first refresh). Read-only; the scheduler asks before starting a worker.
+pub fn has_pending_changes(st: &StreamTable) -> PgtResult<bool> {
+    let Some(previous) = &st.frontier else {
+        return Ok(true);
     };
+    let snapshot = PinnedSnapshot::take();
+    Ok(pending_flags(&snapshot, st, previous)?
+        .into_iter()
+        .any(|f| f))
+}
+
+/// Refresh `st` differentially. The query is planned only when there is something to apply.
+pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
+    let Some(previous) = st.frontier.clone() else {
+        return full::refresh(st, Some(&super::planned(st)?), Some("first refresh".into()));
+    };
+    let relids = &st.captured_sources;
+    let snapshot = PinnedSnapshot::take();
+    let window = frontier::window_parameterized();
+    let params = || frontier::window_params(&previous);
+    let flags = pending_flags(&snapshot, st, &previous)?;
     if !flags.iter().any(|flag| *flag) {
         // nothing to apply: the frontier stays where it is, which remains exact
         frontier::record_noop(st)?;

@@ -91,6 +91,7 @@ pub fn record(
     let sql = format!(
         "WITH rec AS (UPDATE pgtrickle.pgt_stream_tables
              SET status = 'ACTIVE', last_error_message = NULL, last_error_at = NULL,
+                 consecutive_failures = 0,
                  last_refresh_mode = $2, last_refresh_reason = $3,
                  frontier = pg_catalog.pg_current_snapshot(), frontier_own_xid = {own},
                  frontier_own_seq = {seq},
@@ -116,6 +117,7 @@ pub fn record_noop(st: &StreamTable) -> PgtResult<()> {
         with_cached_plan(
             "UPDATE pgtrickle.pgt_stream_tables
              SET status = 'ACTIVE', last_error_message = NULL, last_error_at = NULL,
+                 consecutive_failures = 0,
                  last_refresh_mode = 'NOOP', last_refresh_reason = 'no changes',
                  last_refreshed_at = pg_catalog.clock_timestamp()
              WHERE pgt_id = $1",

@@ -5,7 +5,8 @@
 //! Which refresh runs: FULL for `refresh_mode => 'FULL'`, for queries the differential engine
 //! cannot maintain (the reason is recorded), on the first refresh, and after a source was
 //! truncated; in AUTO mode also when a source's pending change is large against its size
-//! (`auto`); otherwise DIFFERENTIAL, which applies only the change since the frontier.
+//! (`auto`), and after a failed scheduled refresh (the change buffers still hold what made it
+//! fail); otherwise DIFFERENTIAL, which applies only the change since the frontier.
 
 mod auto;
 mod differential;
@@ -21,7 +22,8 @@ use pg_trickle_core::maintain::StreamPlan;
 use pg_trickle_core::options::RefreshMode;
 use pg_trickle_core::CoreError;
 
-pub use differential::build_plan;
+pub use differential::{build_plan, has_pending_changes};
+pub use snapshot::with_shared_snapshot;
 
 /// What a refresh did.
 #[derive(Debug, Clone)]
@@ -73,6 +75,10 @@ pub fn refresh_locked(st: &StreamTable) -> PgtResult<Outcome> {
 fn refresh_as_owner(st: &StreamTable) -> PgtResult<Outcome> {
     let reason = if st.settings.refresh_mode == RefreshMode::Full {
         Some("refresh mode FULL".to_string())
+    } else if st.consecutive_failures > 0 && st.maintenance.is_some() {
+        // the change buffers still hold whatever made it fail (a value a cast rejects, say),
+        // even when the source no longer does: recompute from the sources as they are now
+        Some("the previous refresh failed".to_string())
     } else if st.maintenance.is_none() {
         Some(
             crate::pg::query_one::<String>(

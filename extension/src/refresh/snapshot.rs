@@ -47,9 +47,46 @@ pub fn first_i64(rows: &Rows, i: usize) -> i64 {
         .unwrap_or(0)
 }
 
+thread_local! {
+    /// While refreshing an atomic group: the snapshot every refresh of the group runs under.
+    static SHARED: std::cell::Cell<Option<pg_sys::Snapshot>> = const { std::cell::Cell::new(None) };
+}
+
+/// Run `f` (refreshes of an atomic group, in one transaction) so that every refresh in it
+/// reads the sources as of the same moment: they all take one snapshot, which also sees what
+/// the group's earlier refreshes wrote in this transaction.
+pub fn with_shared_snapshot<R>(f: impl FnOnce() -> R) -> R {
+    struct Shared(pg_sys::Snapshot);
+    impl Drop for Shared {
+        fn drop(&mut self) {
+            SHARED.with(|s| s.set(None));
+            if !std::thread::panicking() {
+                // SAFETY: registered below, unregistered once; on an error the transaction's
+                // abort releases it instead.
+                unsafe { pg_sys::UnregisterSnapshot(self.0) }
+            }
+        }
+    }
+    // SAFETY: inside a transaction; RegisterSnapshot copies the snapshot and keeps it alive.
+    let shared = Shared(unsafe { pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot()) });
+    SHARED.with(|s| s.set(Some(shared.0)));
+    f()
+}
+
 impl PinnedSnapshot {
-    /// The transaction's current snapshot (a new one under READ COMMITTED).
+    /// The transaction's current snapshot (a new one under READ COMMITTED), or the shared
+    /// snapshot of the atomic group being refreshed, brought up to this transaction's latest
+    /// command so that it sees the group's earlier writes.
     pub fn take() -> PinnedSnapshot {
+        if let Some(shared) = SHARED.with(|s| s.get()) {
+            // SAFETY: the shared snapshot is a registered copy owned by `with_shared_snapshot`;
+            // moving its command id forward is what PostgreSQL does to its active snapshot.
+            let snapshot = unsafe {
+                (*shared).curcid = pg_sys::GetCurrentCommandId(false);
+                pg_sys::RegisterSnapshot(shared)
+            };
+            return PinnedSnapshot { snapshot };
+        }
         // SAFETY: GetTransactionSnapshot returns a valid snapshot inside a transaction;
         // RegisterSnapshot copies it and keeps it alive until UnregisterSnapshot.
         let snapshot = unsafe { pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot()) };
