@@ -5,6 +5,9 @@
 //! Data: the specification's Pattern 4 `orders` table with 1,000,000 rows and its four stream
 //! tables, plus a join of `orders` with a 100,000-row `customers` table grouped by region.
 //! Full recomputation is `REFRESH MATERIALIZED VIEW` of a materialized view with the same query.
+//! Then the background scheduler (`scheduler`): commit-to-visible latency and idle overhead.
+
+mod scheduler;
 
 use pg_trickle_tests::TestDb;
 use postgres::Client;
@@ -206,6 +209,9 @@ fn main() {
         ms(c2),
         ms(c2) / ms(p2)
     );
+
+    scheduler::freshness();
+    scheduler::idle_overhead();
 
     println!("\n## Summary\n");
     for (k, ratio) in worst {
