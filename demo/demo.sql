@@ -82,13 +82,11 @@ SELECT user_id, total_purchases, total_spent, avg_order FROM user_purchase_summa
 \echo '== by_region =='
 SELECT region, total, cnt FROM by_region ORDER BY region;
 
-\echo '== A new purchase for user 1 and an order in the north, then a refresh =='
+\echo '== A new purchase for user 1 and an order in the north; 6 seconds later, with no refresh call =='
 INSERT INTO raw_events (user_id, event_type, payload) VALUES (1, 'purchase', '{"amount": 1000}');
 INSERT INTO orders (customer_id, region, product_id, amount) VALUES (1, 'north', 1, 1000);
 \o /dev/null
-SELECT pgtrickle.refresh_stream_table('events_cleaned');
-SELECT pgtrickle.refresh_stream_table('user_purchase_summary');
-SELECT pgtrickle.refresh_stream_table('by_region');
+SELECT pg_sleep(6);
 \o
 SELECT user_id, total_purchases, total_spent, avg_order FROM user_purchase_summary WHERE user_id = 1;
 SELECT region, total, cnt FROM by_region WHERE region = 'north';
