@@ -216,6 +216,8 @@ fn a_failing_stream_table_is_retried_then_suspended_while_others_stay_fresh() {
              INSERT INTO raw VALUES (1, '10');
              SELECT pgtrickle.create_stream_table('parsed', 'SELECT id, v::int AS n FROM raw',
                                                   schedule => '1s', refresh_mode => 'DIFFERENTIAL');
+             SELECT pgtrickle.create_stream_table('parsed_too', 'SELECT id, v::int + 1 AS n FROM raw',
+                                                  schedule => '1s', refresh_mode => 'DIFFERENTIAL');
              SELECT pgtrickle.create_stream_table('healthy', 'SELECT id FROM other',
                                                   schedule => '1s');
              INSERT INTO raw VALUES (2, 'not a number');",
@@ -276,6 +278,16 @@ fn a_failing_stream_table_is_retried_then_suspended_while_others_stay_fresh() {
         status(&mut client, "parsed"),
         ("ACTIVE".to_string(), None, 0)
     );
+    // and so does an alter: the scheduler then recomputes it in full
+    wait_for("the second stream table to be suspended", LONG, || {
+        status(&mut client, "parsed_too").0 == "SUSPENDED"
+    });
+    client
+        .batch_execute("SELECT pgtrickle.alter_stream_table('parsed_too', schedule => '2s')")
+        .expect("alter");
+    wait_for("the altered stream table to be refreshed", LONG, || {
+        status(&mut client, "parsed_too").0 == "ACTIVE" && is_fresh(&mut client, "parsed_too")
+    });
     client
         .batch_execute("INSERT INTO raw VALUES (3, '30')")
         .expect("insert");
@@ -482,9 +494,92 @@ fn the_scheduler_leaves_when_the_extension_is_dropped_and_databases_can_be_dropp
     wait_for("the stream table to be refreshed", LONG, || {
         is_fresh(&mut client, "st_again")
     });
-    // a database with a running scheduler can be dropped without FORCE
+    // a launcher that is restarted does not start a second scheduler
+    let launcher =
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_trickle launcher'";
+    admin
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE backend_type = 'pg_trickle launcher'",
+        )
+        .expect("terminate the launcher");
+    wait_for("the launcher to be restarted", LONG, || {
+        count(&mut admin, launcher) == 1
+    });
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        assert!(
+            count(&mut admin, &schedulers) <= 1,
+            "two schedulers in one database"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // a database can be dropped without FORCE while its scheduler runs a long refresh
+    client
+        .batch_execute(
+            "CREATE TABLE slow_source AS SELECT i AS id FROM generate_series(1, 300) i;
+             SELECT pgtrickle.create_stream_table('slow', 'SELECT id FROM slow_source
+                                                           WHERE pg_sleep(0.1) IS NOT NULL',
+                                                  schedule => '1s', initialize => false);",
+        )
+        .expect("slow stream table");
+    wait_for("a long refresh", LONG, || {
+        count(
+            &mut admin,
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE backend_type = 'pg_trickle refresh' AND datname = '{}'
+                   AND state = 'active'",
+                db.name
+            ),
+        ) == 1
+    });
     drop(client);
     admin
         .batch_execute(&format!("DROP DATABASE {}", db.name))
         .expect("drop database while its scheduler runs");
+}
+
+#[test]
+fn a_busy_upstream_does_not_starve_its_dependants() {
+    let db = TestDb::scheduled("sched_starve");
+    let mut client = db.connect();
+    client
+        .batch_execute(
+            "CREATE TABLE t (id serial PRIMARY KEY, g int NOT NULL);
+             SELECT pgtrickle.create_stream_table('bronze', 'SELECT id, g FROM t',
+                 schedule => 'IMMEDIATE', refresh_mode => 'DIFFERENTIAL');
+             SELECT pgtrickle.create_stream_table('silver',
+                 'SELECT g, count(*) AS n FROM bronze GROUP BY g', schedule => 'calculated',
+                 refresh_mode => 'DIFFERENTIAL');",
+        )
+        .expect("setup");
+    let before = refreshes(&mut client, "silver");
+    // bronze has something to apply in every cycle while this runs: two writers without pause
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let mut c = db.connect();
+                let started = Instant::now();
+                let mut i = w;
+                while started.elapsed() < Duration::from_secs(5) {
+                    i += 2;
+                    c.batch_execute(&format!("INSERT INTO t (g) VALUES ({})", i % 7))
+                        .expect("insert");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let during = refreshes(&mut client, "silver") - before;
+    assert!(
+        during >= 2,
+        "silver was refreshed {during} times in 5 s of writes to bronze's source"
+    );
+    wait_for("silver to catch up", LONG, || {
+        is_fresh(&mut client, "silver")
+    });
 }

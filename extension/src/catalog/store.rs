@@ -329,10 +329,17 @@ pub fn update_settings(
             "UPDATE pgtrickle.pgt_stream_tables
              SET refresh_mode = $2, schedule = $3, schedule_interval_seconds = $4, tier = $5,
                  append_only = $6, diamond_consistency = $7, pooler_compatibility_mode = $8,
-                 -- altering a suspended stream table hands it back to the scheduler
+                 -- altering a suspended stream table hands it back to the scheduler; its
+                 -- next refresh recomputes in full (the change buffers may still hold what
+                 -- made it fail)
                  status = CASE WHEN status = 'SUSPENDED' THEN 'ERROR' ELSE status END,
                  consecutive_failures = CASE WHEN status = 'SUSPENDED' THEN 0
-                                             ELSE consecutive_failures END
+                                             ELSE consecutive_failures END,
+                 frontier = CASE WHEN status = 'SUSPENDED' THEN NULL ELSE frontier END,
+                 frontier_own_xid = CASE WHEN status = 'SUSPENDED' THEN NULL
+                                         ELSE frontier_own_xid END,
+                 frontier_own_seq = CASE WHEN status = 'SUSPENDED' THEN NULL
+                                         ELSE frontier_own_seq END
              WHERE pgt_id = $1",
             &[
                 pgt_id.into(),
@@ -463,7 +470,8 @@ pub fn record_history(
 /// Record a failed scheduled refresh of each of `pgt_ids` (one transaction, all or none of
 /// them applied; `failing` is the one whose refresh raised `message`): status ERROR, or
 /// SUSPENDED once `max_failures` consecutive refreshes failed; the message, its time, and a
-/// FAILED history row. Returns the stream tables suspended now.
+/// FAILED history row (older history of those stream tables is pruned as after a success).
+/// Returns the stream tables suspended by this failure.
 pub fn record_failure(
     pgt_ids: &[i64],
     failing: i64,
@@ -475,7 +483,14 @@ pub fn record_failure(
         Spi::connect_mut(|client| {
             let rows = client
                 .update(
-                    "WITH failed AS (
+                    "WITH before AS (
+                         SELECT pgt_id, status FROM pgtrickle.pgt_stream_tables
+                         WHERE pgt_id = ANY($1)),
+                     pruned AS (
+                         DELETE FROM pgtrickle.pgt_refresh_history
+                         WHERE pgt_id = ANY($1) AND $6 > 0
+                           AND finished_at < pg_catalog.clock_timestamp() - $6 * interval '1 hour'),
+                     failed AS (
                          UPDATE pgtrickle.pgt_stream_tables
                          SET consecutive_failures = consecutive_failures + 1,
                              status = CASE WHEN $4 > 0 AND consecutive_failures + 1 >= $4
@@ -484,8 +499,9 @@ pub fn record_failure(
                              last_error_at = pg_catalog.clock_timestamp()
                          FROM (SELECT CASE WHEN s.pgt_id = $5 THEN $2
                                            ELSE 'not applied: the refresh of '
-                                                || pg_catalog.quote_ident(f.pgt_schema) || '.'
-                                                || pg_catalog.quote_ident(f.pgt_name)
+                                                || coalesce(pg_catalog.quote_ident(f.pgt_schema) || '.'
+                                                            || pg_catalog.quote_ident(f.pgt_name),
+                                                            'another member')
                                                 || ' in the same atomic group failed: ' || $2
                                       END AS message, s.pgt_id
                                FROM pgtrickle.pgt_stream_tables s
@@ -499,7 +515,8 @@ pub fn record_failure(
                          SELECT pgt_id, pg_catalog.clock_timestamp() - $3 * interval '1 millisecond',
                                 pg_catalog.clock_timestamp(), $3, 'FAILED', message
                          FROM failed)
-                     SELECT pgt_id FROM failed WHERE status = 'SUSPENDED'",
+                     SELECT f.pgt_id FROM failed f JOIN before b USING (pgt_id)
+                     WHERE f.status = 'SUSPENDED' AND b.status <> 'SUSPENDED'",
                     None,
                     &[
                         pgt_ids.to_vec().into(),
@@ -507,6 +524,7 @@ pub fn record_failure(
                         duration_ms.into(),
                         max_failures.into(),
                         failing.into(),
+                        crate::config::history_retention_hours().into(),
                     ],
                 )
                 .map_err(spi_error)?;

@@ -1,19 +1,27 @@
 //! The launcher: one per cluster, registered at server start. Every second it lists the
-//! databases that accept connections and keeps a scheduler running in each. A scheduler that
-//! exits (no extension, no stream tables, the database is being dropped) is started again
-//! after `PROBE_INTERVAL`, or at once when a `create_stream_table` commits anywhere. While
-//! `pg_trickle.enabled` is off it starts none.
+//! databases that accept connections and keeps a scheduler running in each that has work.
+//!
+//! - At start, and whenever `pg_trickle.enabled` is turned on, it starts a scheduler in every
+//!   database (each leaves at once if there is nothing for it to do).
+//! - A database whose scheduler found no extension or no stream tables is marked idle in
+//!   shared memory; the launcher leaves it alone until a `create_stream_table` commits there
+//!   (which also wakes the launcher at once), looking again only every `IDLE_PROBE_INTERVAL`.
+//! - A scheduler that exited for another reason (the database was wanted by DROP DATABASE or
+//!   similar, an error) is started again after `RESTART_DELAY`.
+//! - While `pg_trickle.enabled` is off it starts none.
 
 use super::process::{install_signal_handlers, wait, Worker};
-use super::{database, LAUNCHER_PID, WAKE_REQUESTS};
+use super::{database, shared};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::pg_sys;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// How long after a database's scheduler exited the launcher starts it again to look.
-pub const PROBE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long after a database's scheduler exited the launcher starts it again.
+const RESTART_DELAY: Duration = Duration::from_secs(10);
+
+/// How often the launcher looks again at a database marked idle.
+const IDLE_PROBE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// How often the launcher looks at the list of databases.
 const LAUNCHER_INTERVAL: Duration = Duration::from_secs(1);
@@ -33,9 +41,27 @@ pub fn register() {
 }
 
 /// A database the launcher knows.
+#[derive(Default)]
 struct Database {
     scheduler: Option<Worker>,
     last_stop: Option<Instant>,
+}
+
+impl Database {
+    /// Whether to start a scheduler now.
+    fn wants_scheduler(&self, oid: u32, woken: bool) -> bool {
+        if self.scheduler.is_some() {
+            return false;
+        }
+        let Some(stopped) = self.last_stop else {
+            return true;
+        };
+        if shared::is_idle(oid) {
+            stopped.elapsed() >= IDLE_PROBE_INTERVAL
+        } else {
+            woken || stopped.elapsed() >= RESTART_DELAY
+        }
+    }
 }
 
 /// Entry point of the launcher.
@@ -46,33 +72,36 @@ pub extern "C-unwind" fn pg_trickle_launcher_main(_argument: pg_sys::Datum) {
     // connected to no database: only the shared catalogs are readable
     BackgroundWorker::connect_worker_to_spi_by_oid(None, None);
     // SAFETY: reading this process's id.
-    LAUNCHER_PID
-        .get()
-        .store(unsafe { pg_sys::MyProcPid }, Ordering::SeqCst);
+    shared::set_launcher_pid(unsafe { pg_sys::MyProcPid });
     let mut known: HashMap<u32, Database> = HashMap::new();
-    let mut wakes_seen = WAKE_REQUESTS.get().load(Ordering::SeqCst);
+    let mut wakes_seen = shared::wake_requests();
+    let mut was_enabled = true;
     loop {
-        let wakes = WAKE_REQUESTS.get().load(Ordering::SeqCst);
+        let wakes = shared::wake_requests();
         let woken = wakes != wakes_seen;
         wakes_seen = wakes;
         let listed = list_databases();
-        known.retain(|oid, _| listed.iter().any(|(o, _)| o == oid));
+        let oids: Vec<u32> = listed.iter().map(|(oid, _)| *oid).collect();
+        known.retain(|oid, _| oids.contains(oid));
+        shared::forget_idle_except(&oids);
         for db in known.values_mut() {
             if db.scheduler.as_ref().is_some_and(Worker::stopped) {
                 db.scheduler = None;
                 db.last_stop = Some(Instant::now());
             }
         }
-        if crate::config::enabled() {
+        let enabled = crate::config::enabled();
+        if enabled && !was_enabled {
+            // turned on again: look everywhere at once
+            for db in known.values_mut() {
+                db.last_stop = None;
+            }
+        }
+        was_enabled = enabled;
+        if enabled {
             for (oid, name) in &listed {
-                let db = known.entry(*oid).or_insert(Database {
-                    scheduler: None,
-                    last_stop: None,
-                });
-                let due = db
-                    .last_stop
-                    .is_none_or(|stopped| woken || stopped.elapsed() >= PROBE_INTERVAL);
-                if db.scheduler.is_none() && due {
+                let db = known.entry(*oid).or_default();
+                if db.wants_scheduler(*oid, woken) {
                     db.scheduler = start_scheduler(*oid, name);
                     if db.scheduler.is_none() {
                         db.last_stop = Some(Instant::now());

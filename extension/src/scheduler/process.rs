@@ -117,6 +117,12 @@ impl Worker {
         (registered && !handle.is_null()).then(|| Worker { handle })
     }
 
+    /// Ask the postmaster to stop the worker (SIGTERM: its transaction rolls back).
+    pub fn terminate(&self) {
+        // SAFETY: the handle came from RegisterDynamicBackgroundWorker and is still allocated.
+        unsafe { pg_sys::TerminateBackgroundWorker(self.handle) };
+    }
+
     /// Whether the worker has stopped (or never could start).
     pub fn stopped(&self) -> bool {
         let mut pid: pg_sys::pid_t = 0;
@@ -146,6 +152,10 @@ pub fn in_transaction<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> R
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();
+        // whatever default_transaction_isolation / _read_only say: refreshes wait for each
+        // other on row locks and write, which READ COMMITTED read-write allows
+        pg_sys::XactIsoLevel = pg_sys::XACT_READ_COMMITTED as i32;
+        pg_sys::XactReadOnly = false;
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
     }
     let result = PgTryBuilder::new(move || {

@@ -21,6 +21,9 @@ pub struct Scheduled {
     pub differential: bool,
     /// The sources whose changes are captured for it.
     pub captured: Vec<pg_sys::Oid>,
+    /// Whether its next refresh recomputes in full whatever the change buffers hold (no
+    /// frontier: never refreshed, or handed back after a suspension).
+    pub needs_full: bool,
 }
 
 /// The scheduler's picture of the database at one moment.
@@ -50,7 +53,8 @@ SELECT s.pgt_id, s.pgt_relid::oid, s.schedule, s.tier, s.status,
        s.diamond_consistency = 'atomic',
        s.maintenance IS NOT NULL AND s.refresh_mode <> 'FULL',
        coalesce(deps.reads, '{}'), coalesce(deps.upstreams, '{}'),
-       coalesce(deps.reads_tables, false), coalesce(deps.captured, '{}')
+       coalesce(deps.reads_tables, false), coalesce(deps.captured, '{}'),
+       s.frontier IS NULL
 FROM pgtrickle.pgt_stream_tables s LEFT JOIN deps USING (pgt_id)";
 
 /// Read every stream table (times in unix milliseconds). `checked` holds, per stream table,
@@ -80,6 +84,7 @@ pub fn read(checked: &HashMap<i64, i64>) -> PgtResult<Picture> {
             let upstreams: Vec<i64> = row.get(13).map_err(spi_error)?.unwrap_or_default();
             let reads_tables: bool = row.get(14).map_err(spi_error)?.unwrap_or_default();
             let captured: Vec<pg_sys::Oid> = row.get(15).map_err(spi_error)?.unwrap_or_default();
+            let needs_full: bool = row.get(16).map_err(spi_error)?.unwrap_or(true);
             // a row the scheduler cannot read is skipped, not fatal: create/alter validate
             let (Ok(schedule), Ok(tier)) = (Schedule::parse(&schedule), Tier::parse(&tier)) else {
                 continue;
@@ -127,6 +132,7 @@ pub fn read(checked: &HashMap<i64, i64>) -> PgtResult<Picture> {
                     relid: relid.to_u32(),
                     differential,
                     captured,
+                    needs_full,
                 },
             );
         }

@@ -60,9 +60,11 @@ pub fn run_unit(ids: &[i64]) {
             refresh_all();
         }
     });
+    report_idle();
     let Err(message) = outcome else {
         return;
     };
+    pgrx::warning!("pg_trickle: scheduled refresh of stream tables {ids:?} failed: {message}");
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let owned = ids.to_vec();
     let failing = CURRENT.load(Ordering::SeqCst);
@@ -83,6 +85,12 @@ pub fn run_unit(ids: &[i64]) {
         Ok(_) => {}
         Err(why) => pgrx::warning!("pg_trickle: could not record a refresh failure: {why}"),
     }
+}
+
+/// Show this backend as idle in `pg_stat_activity` again.
+fn report_idle() {
+    // SAFETY: reports this backend's state; NULL keeps no query text.
+    unsafe { pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_IDLE, std::ptr::null()) };
 }
 
 /// Refresh stream table `id` if it still exists, showing which in `pg_stat_activity`.

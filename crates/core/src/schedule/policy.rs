@@ -86,7 +86,7 @@ pub fn next_actions(
         let Some(state) = by_id.get(&id) else {
             continue;
         };
-        if !schedulable(state, now) {
+        if !is_schedulable(state, now) {
             continue;
         }
         let interval = intervals.get(&id).copied().flatten();
@@ -157,7 +157,9 @@ pub fn retry_delay_seconds(failures: u32) -> i64 {
     }
 }
 
-fn schedulable(state: &TableState, now: i64) -> bool {
+/// Whether the scheduler may refresh the stream table at `now` at all: not suspended, not
+/// frozen, not IMMEDIATE, not waiting out a retry delay.
+pub fn is_schedulable(state: &TableState, now: i64) -> bool {
     !state.suspended
         && state.tier.interval_multiplier().is_some()
         && state.schedule != Schedule::Immediate

@@ -1,0 +1,124 @@
+//! State shared between the launcher, the schedulers and the backends that create stream
+//! tables, in shared memory reserved at server start (so only when the library is preloaded):
+//! the launcher's process id, a counter of wake-up requests, and the databases whose scheduler
+//! found nothing to do (no extension, or no stream tables), which the launcher then leaves
+//! alone until a stream table is created there.
+
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgAtomic, PgLwLock};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+
+/// The launcher's process id, 0 while none runs.
+static LAUNCHER_PID: PgAtomic<AtomicI32> = unsafe { PgAtomic::new(c"pg_trickle_launcher_pid") };
+
+/// Bumped by every committed `create_stream_table`.
+static WAKE_REQUESTS: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"pg_trickle_wake_requests") };
+
+/// Databases without work for a scheduler.
+static IDLE: PgLwLock<IdleDatabases> = unsafe { PgLwLock::new(c"pg_trickle_idle_databases") };
+
+/// Whether this server loaded the library at start (the shared state exists only then).
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+/// A small set of database OIDs; when full, further databases are simply not remembered
+/// (the launcher then looks at them as often as at any other).
+#[derive(Clone, Copy)]
+pub struct IdleDatabases {
+    oids: [u32; 256],
+    len: usize,
+}
+
+impl Default for IdleDatabases {
+    fn default() -> Self {
+        IdleDatabases {
+            oids: [0; 256],
+            len: 0,
+        }
+    }
+}
+
+// SAFETY: plain integers, no pointers.
+unsafe impl PGRXSharedMemory for IdleDatabases {}
+
+impl IdleDatabases {
+    fn contains(&self, oid: u32) -> bool {
+        self.oids[..self.len].contains(&oid)
+    }
+
+    fn insert(&mut self, oid: u32) {
+        if !self.contains(oid) && self.len < self.oids.len() {
+            self.oids[self.len] = oid;
+            self.len += 1;
+        }
+    }
+
+    fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+        let kept: Vec<u32> = self.oids[..self.len]
+            .iter()
+            .copied()
+            .filter(|o| keep(*o))
+            .collect();
+        self.oids = [0; 256];
+        self.oids[..kept.len()].copy_from_slice(&kept);
+        self.len = kept.len();
+    }
+}
+
+/// Reserve the shared state; called from `_PG_init` while preloading.
+#[allow(unexpected_cfgs)] // pg_shmem_init! tests features of PostgreSQL versions not built here
+pub fn init() {
+    pg_shmem_init!(LAUNCHER_PID);
+    pg_shmem_init!(WAKE_REQUESTS);
+    pg_shmem_init!(IDLE);
+    PRELOADED.store(true, Ordering::SeqCst);
+}
+
+/// Record this process as the launcher.
+pub fn set_launcher_pid(pid: i32) {
+    LAUNCHER_PID.get().store(pid, Ordering::SeqCst);
+}
+
+/// The number of wake-up requests so far.
+pub fn wake_requests() -> u64 {
+    WAKE_REQUESTS.get().load(Ordering::SeqCst)
+}
+
+/// Whether database `oid`'s scheduler last found nothing to do.
+pub fn is_idle(oid: u32) -> bool {
+    IDLE.share().contains(oid)
+}
+
+/// Remember that database `oid` has no work for a scheduler.
+pub fn mark_idle(oid: u32) {
+    IDLE.exclusive().insert(oid);
+}
+
+/// Forget databases that are not in `existing`.
+pub fn forget_idle_except(existing: &[u32]) {
+    IDLE.exclusive().retain(|oid| existing.contains(&oid));
+}
+
+/// Once the current transaction commits: the current database has work, and the launcher is
+/// asked to start schedulers where none runs. Does nothing when the library was not preloaded.
+pub fn wake_launcher_at_commit() {
+    if !PRELOADED.load(Ordering::SeqCst) {
+        return;
+    }
+    // SAFETY: reading this backend's database.
+    let database = unsafe { pg_sys::MyDatabaseId }.to_u32();
+    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || {
+        IDLE.exclusive().retain(|oid| oid != database);
+        WAKE_REQUESTS.get().fetch_add(1, Ordering::SeqCst);
+        let pid = LAUNCHER_PID.get().load(Ordering::SeqCst);
+        if pid != 0 {
+            // SAFETY: BackendPidGetProc returns NULL or a live PGPROC; setting its latch is
+            // how one process wakes another.
+            unsafe {
+                let proc_ = pg_sys::BackendPidGetProc(pid);
+                if !proc_.is_null() {
+                    pg_sys::SetLatch(&raw mut (*proc_).procLatch);
+                }
+            }
+        }
+    });
+}
