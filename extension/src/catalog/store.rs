@@ -430,43 +430,6 @@ pub fn sync_names() -> PgtResult<()> {
     })
 }
 
-/// Append a history row for a refresh of `pgt_id` that took `duration_ms`, and remove that
-/// stream table's rows older than `pg_trickle.history_retention_hours`.
-pub fn record_history(
-    pgt_id: i64,
-    duration_ms: f64,
-    outcome: &crate::refresh::Outcome,
-) -> PgtResult<()> {
-    as_extension_owner(|| {
-        with_cached_plan(
-            "WITH pruned AS (
-                 DELETE FROM pgtrickle.pgt_refresh_history
-                 WHERE pgt_id = $1 AND $3 > 0
-                   AND finished_at < pg_catalog.clock_timestamp() - $3 * interval '1 hour'),
-             changed AS (
-                 UPDATE pgtrickle.pgt_stream_tables SET last_changed_at = pg_catalog.clock_timestamp()
-                 WHERE pgt_id = $1 AND $6 + $7 + $8 > 0)
-             INSERT INTO pgtrickle.pgt_refresh_history
-                 (pgt_id, started_at, finished_at, duration_ms, refresh_mode, reason,
-                  rows_inserted, rows_updated, rows_deleted)
-             VALUES ($1, pg_catalog.clock_timestamp() - $2 * interval '1 millisecond',
-                     pg_catalog.clock_timestamp(), $2, $4, $5, $6, $7, $8)",
-            vec![
-                pgt_id.into(),
-                duration_ms.into(),
-                crate::config::history_retention_hours().into(),
-                outcome.mode.into(),
-                outcome.reason.clone().into(),
-                outcome.inserted.into(),
-                outcome.updated.into(),
-                outcome.deleted.into(),
-            ],
-            true,
-            |_| Ok(()),
-        )
-    })
-}
-
 /// Record a failed scheduled refresh of each of `pgt_ids` (one transaction, all or none of
 /// them applied; `failing` is the one whose refresh raised `message`): status ERROR, or
 /// SUSPENDED once `max_failures` consecutive refreshes failed; the message, its time, and a

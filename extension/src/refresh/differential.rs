@@ -17,6 +17,7 @@ use pg_trickle_core::maintain::{Apply, StreamPlan};
 use pg_trickle_core::options::RefreshMode;
 use pg_trickle_core::sql::render::SourceSql;
 use pg_trickle_core::sql::{Ident, QualifiedName};
+use std::time::Instant;
 
 /// The maintenance plan for a lowered query, or why none fits.
 pub fn build_plan(
@@ -122,9 +123,14 @@ pub fn has_pending_changes(st: &StreamTable) -> PgtResult<bool> {
 }
 
 /// Refresh `st` differentially. The query is planned only when there is something to apply.
-pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
+pub fn refresh(st: &StreamTable, started: Instant) -> PgtResult<Outcome> {
     let Some(previous) = st.frontier.clone() else {
-        return full::refresh(st, Some(&super::planned(st)?), Some("first refresh".into()));
+        return full::refresh(
+            st,
+            Some(&super::planned(st)?),
+            Some("first refresh".into()),
+            started,
+        );
     };
     let relids = &st.captured_sources;
     let snapshot = PinnedSnapshot::take();
@@ -133,7 +139,7 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
     let flags = pending_flags(&snapshot, st, &previous)?;
     if !flags.iter().any(|flag| *flag) {
         // nothing to apply: the frontier stays where it is, which remains exact
-        frontier::record_noop(st)?;
+        frontier::record_noop(&snapshot, st, started)?;
         return Ok(Outcome::noop());
     }
     if flags.iter().skip(1).step_by(2).any(|reset| *reset) {
@@ -142,6 +148,7 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
             st,
             Some(&super::planned(st)?),
             Some("a source was truncated, or updated although declared append-only".into()),
+            started,
         );
     }
     let changed_sources: Vec<pgrx::pg_sys::Oid> = relids
@@ -155,7 +162,7 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
             super::auto::full_refresh_reason(&snapshot, &changed_sources, &window, &params)?
         {
             drop(snapshot);
-            return full::refresh(st, Some(&super::planned(st)?), Some(reason));
+            return full::refresh(st, Some(&super::planned(st)?), Some(reason), started);
         }
     }
     let changed_buffers: Vec<QualifiedName> = changed_sources
@@ -169,8 +176,9 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
             .is_some_and(|s| changed_buffers.contains(&s.buffer))
     };
     let Some(delta_body) = prune(&delta(&plan.body), &changed) else {
-        frontier::record(&snapshot, st, "NOOP", Some("no changes"))?;
-        return Ok(Outcome::noop());
+        let outcome = Outcome::noop();
+        frontier::record(&snapshot, st, &outcome, started)?;
+        return Ok(outcome);
     };
     let mut windowed = plan.clone();
     for source in &mut windowed.sources {
@@ -210,12 +218,13 @@ pub fn refresh(st: &StreamTable) -> PgtResult<Outcome> {
             }
         }
     };
-    frontier::record(&snapshot, st, "DIFFERENTIAL", None)?;
-    Ok(Outcome {
+    let outcome = Outcome {
         mode: "DIFFERENTIAL",
         reason: None,
         deleted,
         updated,
         inserted,
-    })
+    };
+    frontier::record(&snapshot, st, &outcome, started)?;
+    Ok(outcome)
 }

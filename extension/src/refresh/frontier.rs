@@ -14,7 +14,9 @@ use crate::catalog::store::Frontier;
 use crate::catalog::StreamTable;
 use crate::cdc::buffer_name;
 use crate::error::PgtResult;
-use crate::pg::{as_extension_owner, with_cached_plan};
+use crate::pg::as_extension_owner;
+use crate::refresh::Outcome;
+use std::time::Instant;
 
 /// The window predicate with the frontier as parameters `$1` (snapshot), `$2` (own
 /// transaction) and `$3` (own sequence number), see `window_params`.
@@ -47,16 +49,44 @@ fn window_over(snap: &str, xid: &str, seq: &str) -> String {
     )
 }
 
-/// Record the refresh in the catalog (status, mode, reason, and as new frontier the pinned
-/// snapshot with this transaction's own change rows so far) and delete the change rows every
-/// dependant has now consumed: one statement under the pinned snapshot. The deletion bound is
-/// the oldest of the other dependants' frontiers and the one being recorded; a dependant not
-/// yet refreshed keeps everything.
+/// The history row of a refresh and the pruning of its stream table's old history, as CTEs
+/// of a statement whose parameters are `$1` pgt_id, `$2` mode, `$3` reason, `$4` duration
+/// (ms), `$5` retention (hours), `$6` inserted, `$7` updated, `$8` deleted.
+const HISTORY_CTES: &str = "
+    pruned AS (DELETE FROM pgtrickle.pgt_refresh_history
+               WHERE pgt_id = $1 AND $5 > 0
+                 AND finished_at < pg_catalog.clock_timestamp() - $5 * interval '1 hour'),
+    history AS (INSERT INTO pgtrickle.pgt_refresh_history
+                    (pgt_id, started_at, finished_at, duration_ms, refresh_mode, reason,
+                     rows_inserted, rows_updated, rows_deleted)
+                VALUES ($1, pg_catalog.clock_timestamp() - $4 * interval '1 millisecond',
+                        pg_catalog.clock_timestamp(), $4, $2, $3, $6, $7, $8))";
+
+/// The parameters `HISTORY_CTES` and the catalog update share.
+fn history_params(st: &StreamTable, outcome: &Outcome, started: Instant) -> Vec<Param> {
+    vec![
+        Param::new(st.pgt_id),
+        Param::new(outcome.mode.to_string()),
+        Param::new(outcome.reason.clone()),
+        Param::new(started.elapsed().as_secs_f64() * 1000.0),
+        Param::new(crate::config::history_retention_hours()),
+        Param::new(outcome.inserted),
+        Param::new(outcome.updated),
+        Param::new(outcome.deleted),
+    ]
+}
+
+/// Record the refresh in the catalog (status, mode, reason, when it last changed rows, and as
+/// new frontier the pinned snapshot with this transaction's own change rows so far), append
+/// its history row, and delete the change rows every dependant has now consumed: one
+/// statement under the pinned snapshot. The deletion bound is the oldest of the other
+/// dependants' frontiers and the one being recorded; a dependant not yet refreshed keeps
+/// everything.
 pub fn record(
     snapshot: &PinnedSnapshot,
     st: &StreamTable,
-    mode: &str,
-    reason: Option<&str>,
+    outcome: &Outcome,
+    started: Instant,
 ) -> PgtResult<()> {
     let own = "pg_catalog.pg_current_xact_id_if_assigned()";
     // Change rows (and reset markers) take their sequence numbers from one sequence, and one
@@ -93,37 +123,33 @@ pub fn record(
              SET status = 'ACTIVE', last_error_message = NULL, last_error_at = NULL,
                  consecutive_failures = 0,
                  last_refresh_mode = $2, last_refresh_reason = $3,
+                 last_changed_at = CASE WHEN $6 + $7 + $8 > 0 THEN pg_catalog.clock_timestamp()
+                                        ELSE last_changed_at END,
                  frontier = pg_catalog.pg_current_snapshot(), frontier_own_xid = {own},
                  frontier_own_seq = {seq},
                  frontier_lsn = CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
                                      ELSE pg_catalog.pg_current_wal_insert_lsn() END,
                  frontier_at = pg_catalog.statement_timestamp(),
                  last_refreshed_at = pg_catalog.clock_timestamp()
-             WHERE pgt_id = $1 RETURNING frontier, frontier_own_xid){cleanups}
+             WHERE pgt_id = $1 RETURNING frontier, frontier_own_xid),{HISTORY_CTES}{cleanups}
          SELECT count(*) FROM rec"
     );
-    let params = [
-        Param::new(st.pgt_id),
-        Param::new(mode.to_string()),
-        Param::new(reason.map(str::to_string)),
-    ];
+    let params = history_params(st, outcome, started);
     as_extension_owner(|| snapshot.query(&sql, &params).map(|_| ()))
 }
 
-/// Record a refresh that found nothing to apply. The frontier stays where it is, which remains
-/// exact: every change after it is still ahead.
-pub fn record_noop(st: &StreamTable) -> PgtResult<()> {
-    as_extension_owner(|| {
-        with_cached_plan(
-            "UPDATE pgtrickle.pgt_stream_tables
+/// Record a refresh that found nothing to apply, with its history row. The frontier stays
+/// where it is, which remains exact: every change after it is still ahead.
+pub fn record_noop(snapshot: &PinnedSnapshot, st: &StreamTable, started: Instant) -> PgtResult<()> {
+    let sql = format!(
+        "WITH rec AS (UPDATE pgtrickle.pgt_stream_tables
              SET status = 'ACTIVE', last_error_message = NULL, last_error_at = NULL,
                  consecutive_failures = 0,
-                 last_refresh_mode = 'NOOP', last_refresh_reason = 'no changes',
+                 last_refresh_mode = $2, last_refresh_reason = $3,
                  last_refreshed_at = pg_catalog.clock_timestamp()
-             WHERE pgt_id = $1",
-            vec![st.pgt_id.into()],
-            true,
-            |_| Ok(()),
-        )
-    })
+             WHERE pgt_id = $1 RETURNING 1),{HISTORY_CTES}
+         SELECT count(*) FROM rec"
+    );
+    let params = history_params(st, &Outcome::noop(), started);
+    as_extension_owner(|| snapshot.query(&sql, &params).map(|_| ()))
 }

@@ -10,11 +10,13 @@ use crate::error::PgtResult;
 use crate::guard::RefreshWritePermit;
 use pg_trickle_core::maintain::StreamPlan;
 use pg_trickle_core::sql::quote_ident;
+use std::time::Instant;
 
 pub fn refresh(
     st: &StreamTable,
     plan: Option<&StreamPlan>,
     reason: Option<String>,
+    started: Instant,
 ) -> PgtResult<Outcome> {
     let table = st.qualified_name();
     let (columns, query) = match plan {
@@ -42,12 +44,13 @@ pub fn refresh(
         // rows by index (a stream table refreshed only in full has no use for them)
         crate::pg::run(&format!("ANALYZE {table}"), &[])?;
     }
-    frontier::record(&snapshot, st, "FULL", reason.as_deref())?;
-    Ok(Outcome {
+    let outcome = Outcome {
         mode: "FULL",
         reason,
         deleted: first_i64(&rows, 0),
         updated: 0,
         inserted: first_i64(&rows, 1),
-    })
+    };
+    frontier::record(&snapshot, st, &outcome, started)?;
+    Ok(outcome)
 }

@@ -63,16 +63,14 @@ pub fn refresh(relid: pgrx::pg_sys::Oid) -> PgtResult<Outcome> {
 }
 
 /// Refresh `st`, whose catalog row this transaction has just read with the refresh lock.
-/// Every refresh that returns is recorded in `pgtrickle.pgt_refresh_history`.
+/// Every refresh that returns is recorded in `pgtrickle.pgt_refresh_history` (by the same
+/// statement that records its frontier).
 pub fn refresh_locked(st: &StreamTable) -> PgtResult<Outcome> {
     let started = std::time::Instant::now();
-    let outcome = as_role(st.owner, true, || refresh_as_owner(st))?;
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    crate::catalog::store::record_history(st.pgt_id, duration_ms, &outcome)?;
-    Ok(outcome)
+    as_role(st.owner, true, || refresh_as_owner(st, started))
 }
 
-fn refresh_as_owner(st: &StreamTable) -> PgtResult<Outcome> {
+fn refresh_as_owner(st: &StreamTable, started: std::time::Instant) -> PgtResult<Outcome> {
     let reason = if st.settings.refresh_mode == RefreshMode::Full {
         Some("refresh mode FULL".to_string())
     } else if st.consecutive_failures > 0 && st.maintenance.is_some() {
@@ -91,9 +89,9 @@ fn refresh_as_owner(st: &StreamTable) -> PgtResult<Outcome> {
         None
     };
     match (&st.maintenance, reason) {
-        (Some(_), None) => differential::refresh(st),
-        (Some(_), reason) => full::refresh(st, Some(&planned(st)?), reason),
-        (None, reason) => full::refresh(st, None, reason),
+        (Some(_), None) => differential::refresh(st, started),
+        (Some(_), reason) => full::refresh(st, Some(&planned(st)?), reason, started),
+        (None, reason) => full::refresh(st, None, reason, started),
     }
 }
 

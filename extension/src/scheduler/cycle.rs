@@ -15,6 +15,7 @@
 //! - An atomic group is refreshed whole, without members that are suspended, frozen or waiting
 //!   out a retry delay.
 
+use super::process::in_subtransaction;
 use super::state::{self, Picture};
 use crate::error::OrRaise;
 use pg_trickle_core::schedule::policy::{is_schedulable, next_actions, next_due, PolicySettings};
@@ -207,15 +208,18 @@ impl QuietSources {
                     AND NOT EXISTS (SELECT 1 FROM pgtrickle_changes.resets WHERE source_relid = $1)",
                 crate::cdc::buffer_name(source)
             );
-            crate::pg::with_cached_plan(&sql, vec![source.into()], false, |rows| {
-                Ok(rows
-                    .first()
-                    .get_one::<bool>()
-                    .ok()
-                    .flatten()
-                    .unwrap_or(false))
+            // an error (a buffer dropped by hand, say) counts as "not quiet"
+            in_subtransaction(false, || {
+                crate::pg::with_cached_plan(&sql, vec![source.into()], false, |rows| {
+                    Ok(rows
+                        .first()
+                        .get_one::<bool>()
+                        .ok()
+                        .flatten()
+                        .unwrap_or(false))
+                })
+                .unwrap_or(false)
             })
-            .unwrap_or(false)
         })
     }
 }
@@ -241,10 +245,13 @@ fn nothing_to_do(unit: &[i64], picture: &Picture, quiet: &mut QuietSources) -> b
             return true;
         }
         let relid = pg_sys::Oid::from(table.relid);
-        match crate::catalog::store::find_by_relid(relid) {
-            Ok(Some(st)) => !crate::refresh::has_pending_changes(&st).unwrap_or(true),
-            _ => false,
-        }
+        // an error counts as "something to do": the refresh worker then records it
+        in_subtransaction(false, || {
+            match crate::catalog::store::find_by_relid(relid) {
+                Ok(Some(st)) => !crate::refresh::has_pending_changes(&st).unwrap_or(true),
+                _ => false,
+            }
+        })
     })
 }
 
