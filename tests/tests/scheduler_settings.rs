@@ -2,7 +2,8 @@
 //! them affects every database): `pg_trickle.enabled = off` pauses the scheduler in every
 //! database without a restart, manual refreshes still work, and turning it on again resumes
 //! scheduling; with fewer background worker slots than refreshes want, the scheduler waits
-//! for free slots and every stream table still catches up.
+//! for free slots and every stream table still catches up; without preloading there are no
+//! workers and refreshes are manual.
 
 use pg_trickle_tests::{assert_oracle, cluster_with, oracle_mismatch, wait_for, TestDb};
 use postgres::{Client, NoTls};
@@ -107,4 +108,33 @@ fn with_few_worker_slots_refreshes_wait_for_a_free_one() {
             });
         }
     }
+}
+
+#[test]
+fn without_preloading_refreshes_are_manual_and_everything_else_works() {
+    // a later line overrides the harness's shared_preload_libraries
+    let plain = cluster_with("shared_preload_libraries = ''\n");
+    let db = TestDb::create(plain, "not_preloaded");
+    let mut client = db.connect();
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v int);
+             SELECT pgtrickle.create_stream_table('st', 'SELECT id, v FROM t', schedule => '1s');
+             INSERT INTO t VALUES (1, 1);",
+        )
+        .expect("setup");
+    let workers: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'pg_trickle%'",
+            &[],
+        )
+        .map(|r| r.get(0))
+        .expect("pg_stat_activity");
+    assert_eq!(workers, 0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(oracle_mismatch(&mut client, "st", QUERY).is_some());
+    client
+        .batch_execute("SELECT pgtrickle.refresh_stream_table('st')")
+        .expect("manual refresh");
+    assert_oracle(&mut client, "st", QUERY);
 }
