@@ -61,13 +61,14 @@ pub extern "C-unwind" fn pg_trickle_scheduler_main(argument: pg_sys::Datum) {
         let busy: BTreeSet<i64> = running.iter().flat_map(|r| r.ids.clone()).collect();
         let free = crate::config::max_concurrent_refreshes().saturating_sub(running.len());
         let now = unix_now();
+        let wakes_seen = shared::wake_requests();
         let cycle = in_transaction(std::panic::AssertUnwindSafe(|| {
             cycle::plan(database, &busy, free, now, &mut memory)
         }));
         let sleep = match cycle {
             Ok(Cycle::Exit { why, idle }) => {
                 if idle {
-                    shared::mark_idle(database.to_u32());
+                    shared::mark_idle_unless_woken(database.to_u32(), wakes_seen);
                 }
                 leave(&running, why);
             }

@@ -88,9 +88,14 @@ pub fn is_idle(oid: u32) -> bool {
     IDLE.share().contains(oid)
 }
 
-/// Remember that database `oid` has no work for a scheduler.
-pub fn mark_idle(oid: u32) {
-    IDLE.exclusive().insert(oid);
+/// Remember that database `oid` has no work for a scheduler, unless a stream table was created
+/// (anywhere) since `wakes_seen` was read: the scheduler may have looked before that
+/// transaction committed.
+pub fn mark_idle_unless_woken(oid: u32, wakes_seen: u64) {
+    let mut idle = IDLE.exclusive();
+    if WAKE_REQUESTS.get().load(Ordering::SeqCst) == wakes_seen {
+        idle.insert(oid);
+    }
 }
 
 /// Forget databases that are not in `existing`.
@@ -107,8 +112,13 @@ pub fn wake_launcher_at_commit() {
     // SAFETY: reading this backend's database.
     let database = unsafe { pg_sys::MyDatabaseId }.to_u32();
     pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || {
-        IDLE.exclusive().retain(|oid| oid != database);
-        WAKE_REQUESTS.get().fetch_add(1, Ordering::SeqCst);
+        {
+            // both under the lock, so that a scheduler deciding its database is idle either
+            // sees the new count or has its mark removed here
+            let mut idle = IDLE.exclusive();
+            idle.retain(|oid| oid != database);
+            WAKE_REQUESTS.get().fetch_add(1, Ordering::SeqCst);
+        }
         let pid = LAUNCHER_PID.get().load(Ordering::SeqCst);
         if pid != 0 {
             // SAFETY: BackendPidGetProc returns NULL or a live PGPROC; setting its latch is
