@@ -64,6 +64,23 @@ impl TestDb {
     }
 }
 
+/// How many pg_trickle background processes of `kind` (`launcher`, `scheduler`, `refresh`,
+/// or `%` for any) are connected to `database` (any database, or none, with `None`).
+pub fn workers(
+    client: &mut impl postgres::GenericClient,
+    kind: &str,
+    database: Option<&str>,
+) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE backend_type LIKE 'pg_trickle ' || $1 AND ($2::text IS NULL OR datname = $2)",
+            &[&kind, &database],
+        )
+        .map(|r| r.get(0))
+        .unwrap_or_else(|e| panic!("pg_trickle {kind} processes: {e}"))
+}
+
 /// What an expected error looked like.
 #[derive(Debug)]
 pub struct ExpectedError {

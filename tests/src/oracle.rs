@@ -11,6 +11,19 @@ pub fn assert_oracle(client: &mut impl GenericClient, stream_table: &str, query:
     }
 }
 
+/// Whether stream table `name` (unqualified, on the search path) equals a fresh run of the
+/// query it was created with.
+pub fn is_fresh(client: &mut impl GenericClient, name: &str) -> bool {
+    let query: String = client
+        .query_one(
+            "SELECT original_query FROM pgtrickle.pgt_stream_tables WHERE pgt_name = $1",
+            &[&name],
+        )
+        .map(|r| r.get(0))
+        .unwrap_or_else(|e| panic!("query of {name}: {e}"));
+    oracle_mismatch(client, name, &query).is_none()
+}
+
 /// `None` when `stream_table` holds exactly the rows of `query`; otherwise a report with the
 /// query and samples of the rows each side lacks.
 pub fn oracle_mismatch(

@@ -4,27 +4,11 @@
 //! scheduler leaving a database whose extension is dropped.
 
 use pg_trickle_tests::spec::{ORDERS, RAW_EVENTS, SPEC_CALLS};
-use pg_trickle_tests::{assert_oracle, oracle_mismatch, wait_for, TestDb};
+use pg_trickle_tests::{assert_oracle, is_fresh, wait_for, workers, TestDb};
 use postgres::Client;
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn query_of(client: &mut Client, name: &str) -> String {
-    client
-        .query_one(
-            "SELECT original_query FROM pgtrickle.pgt_stream_tables WHERE pgt_name = $1",
-            &[&name],
-        )
-        .map(|r| r.get(0))
-        .unwrap_or_else(|e| panic!("query of {name}: {e}"))
-}
-
-/// Whether stream table `name` equals a fresh run of its query.
-fn is_fresh(client: &mut Client, name: &str) -> bool {
-    let query = query_of(client, name);
-    oracle_mismatch(client, name, &query).is_none()
-}
 
 fn count(client: &mut Client, sql: &str) -> i64 {
     client
@@ -432,14 +416,7 @@ fn refreshes_run_in_parallel_up_to_the_limit() {
     let mut most = 0;
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(8) {
-        let running = count(
-            &mut client,
-            &format!(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE backend_type = 'pg_trickle refresh' AND datname = '{}'",
-                db.name
-            ),
-        );
+        let running = workers(&mut client, "refresh", Some(&db.name));
         most = most.max(running);
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -464,21 +441,16 @@ fn the_scheduler_leaves_when_the_extension_is_dropped_and_databases_can_be_dropp
              SELECT pgtrickle.create_stream_table('st', 'SELECT id FROM t', schedule => '1s');",
         )
         .expect("setup");
-    let schedulers = format!(
-        "SELECT count(*) FROM pg_stat_activity
-         WHERE backend_type = 'pg_trickle scheduler' AND datname = '{}'",
-        db.name
-    );
     let mut admin = Client::connect(&db.cluster.conninfo("postgres"), postgres::NoTls)
         .expect("connect to postgres");
     wait_for("a scheduler in the database", LONG, || {
-        count(&mut admin, &schedulers) == 1
+        workers(&mut admin, "scheduler", Some(&db.name)) == 1
     });
     client
         .batch_execute("DROP EXTENSION pg_trickle CASCADE")
         .expect("drop extension");
     wait_for("the scheduler to leave", LONG, || {
-        count(&mut admin, &schedulers) == 0
+        workers(&mut admin, "scheduler", Some(&db.name)) == 0
     });
     // installed again later: a scheduler comes back with the first stream table
     client
@@ -489,14 +461,12 @@ fn the_scheduler_leaves_when_the_extension_is_dropped_and_databases_can_be_dropp
         )
         .expect("reinstall");
     wait_for("a scheduler to come back", LONG, || {
-        count(&mut admin, &schedulers) == 1
+        workers(&mut admin, "scheduler", Some(&db.name)) == 1
     });
     wait_for("the stream table to be refreshed", LONG, || {
         is_fresh(&mut client, "st_again")
     });
     // a launcher that is restarted does not start a second scheduler
-    let launcher =
-        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_trickle launcher'";
     admin
         .batch_execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
@@ -504,12 +474,12 @@ fn the_scheduler_leaves_when_the_extension_is_dropped_and_databases_can_be_dropp
         )
         .expect("terminate the launcher");
     wait_for("the launcher to be restarted", LONG, || {
-        count(&mut admin, launcher) == 1
+        workers(&mut admin, "launcher", None) == 1
     });
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(3) {
         assert!(
-            count(&mut admin, &schedulers) <= 1,
+            workers(&mut admin, "scheduler", Some(&db.name)) <= 1,
             "two schedulers in one database"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -524,15 +494,7 @@ fn the_scheduler_leaves_when_the_extension_is_dropped_and_databases_can_be_dropp
         )
         .expect("slow stream table");
     wait_for("a long refresh", LONG, || {
-        count(
-            &mut admin,
-            &format!(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE backend_type = 'pg_trickle refresh' AND datname = '{}'
-                   AND state = 'active'",
-                db.name
-            ),
-        ) == 1
+        workers(&mut admin, "refresh", Some(&db.name)) == 1
     });
     drop(client);
     admin

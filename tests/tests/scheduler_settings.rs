@@ -5,23 +5,17 @@
 //! for free slots and every stream table still catches up; without preloading there are no
 //! workers and refreshes are manual.
 
-use pg_trickle_tests::{assert_oracle, cluster_with, oracle_mismatch, wait_for, TestDb};
+use pg_trickle_tests::{assert_oracle, cluster_with, oracle_mismatch, wait_for, workers, TestDb};
 use postgres::{Client, NoTls};
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
 const QUERY: &str = "SELECT id, v FROM t";
 
-fn schedulers(admin: &mut Client, db: &str) -> i64 {
-    admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE backend_type = 'pg_trickle scheduler' AND datname = $1",
-            &[&db],
-        )
-        .map(|r| r.get(0))
-        .expect("pg_stat_activity")
-}
+/// A stream table with a one-second schedule over a table with one row.
+const SETUP: &str = "CREATE TABLE t (id int PRIMARY KEY, v int);
+     SELECT pgtrickle.create_stream_table('st', 'SELECT id, v FROM t', schedule => '1s');
+     INSERT INTO t VALUES (1, 1);";
 
 #[test]
 fn turning_the_scheduler_off_pauses_it_and_on_resumes_it() {
@@ -29,13 +23,7 @@ fn turning_the_scheduler_off_pauses_it_and_on_resumes_it() {
     let mut client = db.connect();
     let mut admin =
         Client::connect(&db.cluster.conninfo("postgres"), NoTls).expect("connect to postgres");
-    client
-        .batch_execute(
-            "CREATE TABLE t (id int PRIMARY KEY, v int);
-             SELECT pgtrickle.create_stream_table('st', 'SELECT id, v FROM t', schedule => '1s');
-             INSERT INTO t VALUES (1, 1);",
-        )
-        .expect("setup");
+    client.batch_execute(SETUP).expect("setup");
     wait_for("a scheduled refresh", LONG, || {
         oracle_mismatch(&mut client, "st", QUERY).is_none()
     });
@@ -47,7 +35,7 @@ fn turning_the_scheduler_off_pauses_it_and_on_resumes_it() {
         .batch_execute("SELECT pg_reload_conf()")
         .expect("reload");
     wait_for("the scheduler to stop", LONG, || {
-        schedulers(&mut admin, &db.name) == 0
+        workers(&mut admin, "scheduler", Some(&db.name)) == 0
     });
     client
         .batch_execute("INSERT INTO t VALUES (2, 2)")
@@ -74,7 +62,7 @@ fn turning_the_scheduler_off_pauses_it_and_on_resumes_it() {
     wait_for("scheduled refreshes to resume", LONG, || {
         oracle_mismatch(&mut client, "st", QUERY).is_none()
     });
-    assert_eq!(schedulers(&mut admin, &db.name), 1);
+    assert_eq!(workers(&mut admin, "scheduler", Some(&db.name)), 1);
 }
 
 #[test]
@@ -116,21 +104,8 @@ fn without_preloading_refreshes_are_manual_and_everything_else_works() {
     let plain = cluster_with("shared_preload_libraries = ''\n");
     let db = TestDb::create(plain, "not_preloaded");
     let mut client = db.connect();
-    client
-        .batch_execute(
-            "CREATE TABLE t (id int PRIMARY KEY, v int);
-             SELECT pgtrickle.create_stream_table('st', 'SELECT id, v FROM t', schedule => '1s');
-             INSERT INTO t VALUES (1, 1);",
-        )
-        .expect("setup");
-    let workers: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'pg_trickle%'",
-            &[],
-        )
-        .map(|r| r.get(0))
-        .expect("pg_stat_activity");
-    assert_eq!(workers, 0);
+    client.batch_execute(SETUP).expect("setup");
+    assert_eq!(workers(&mut client, "%", None), 0);
     std::thread::sleep(Duration::from_secs(2));
     assert!(oracle_mismatch(&mut client, "st", QUERY).is_some());
     client

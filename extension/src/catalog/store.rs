@@ -42,6 +42,8 @@ pub struct StreamTable {
     pub captured_sources: Vec<pg_sys::Oid>,
     /// Scheduled refreshes that failed in a row since the last success.
     pub consecutive_failures: i32,
+    /// Why the query is not maintained differentially, when it is not.
+    pub differential_blocker: Option<String>,
 }
 
 impl StreamTable {
@@ -80,7 +82,7 @@ const SELECT_COLUMNS: &str =
      s.frontier::text, s.frontier_own_xid::text, s.frontier_own_seq, \
      ARRAY(SELECT d.source_relid FROM pgtrickle.pgt_dependencies d \
            WHERE d.pgt_id = s.pgt_id AND d.columns IS NOT NULL ORDER BY d.source_relid), \
-     s.consecutive_failures";
+     s.consecutive_failures, s.differential_blocker";
 
 fn corrupt(what: &str) -> CoreError {
     CoreError::internal(format!("pg_trickle catalog row has an invalid {what}"))
@@ -95,6 +97,12 @@ fn load(where_clause: &str, args: Vec<pgrx::datum::DatumWithOid>) -> PgtResult<V
 /// waited reads the frontier the other one left. Ownership is judged for the calling user.
 pub fn lock_for_refresh(relid: pg_sys::Oid) -> PgtResult<Option<StreamTable>> {
     let rows = as_extension_owner(|| load_rows("s.pgt_relid = $1", vec![relid.into()], true))?;
+    Ok(rows.into_iter().next())
+}
+
+/// The stream table with id `pgt_id`, its catalog row locked as by `lock_for_refresh`.
+pub fn lock_id_for_refresh(pgt_id: i64) -> PgtResult<Option<StreamTable>> {
+    let rows = as_extension_owner(|| load_rows("s.pgt_id = $1", vec![pgt_id.into()], true))?;
     Ok(rows.into_iter().next())
 }
 
@@ -183,6 +191,7 @@ fn load_rows(
                         .map_err(spi_error)?
                         .unwrap_or_default(),
                     consecutive_failures: row.get::<i32>(23).map_err(spi_error)?.unwrap_or(0),
+                    differential_blocker: row.get::<String>(24).map_err(spi_error)?,
                 });
             }
             Ok(out)

@@ -79,11 +79,9 @@ fn refresh_as_owner(st: &StreamTable, started: std::time::Instant) -> PgtResult<
         Some("the previous refresh failed".to_string())
     } else if st.maintenance.is_none() {
         Some(
-            crate::pg::query_one::<String>(
-                "SELECT differential_blocker FROM pgtrickle.pgt_stream_tables WHERE pgt_id = $1",
-                &[st.pgt_id.into()],
-            )?
-            .unwrap_or_else(|| "the query is not maintained differentially".into()),
+            st.differential_blocker
+                .clone()
+                .unwrap_or_else(|| "the query is not maintained differentially".into()),
         )
     } else {
         None

@@ -90,19 +90,16 @@ pub fn plan(
         if unit.is_empty() || unit.iter().any(|id| started.contains(id)) {
             continue;
         }
-        let busy_outside = |mut ids: Box<dyn Iterator<Item = i64> + '_>| {
-            ids.any(|o| started.contains(&o) && !unit.contains(&o))
-        };
         if unit
             .iter()
-            .any(|m| busy_outside(Box::new(picture.dag.upstreams(*m))))
+            .any(|m| busy_outside(picture.dag.upstreams(*m), &started, &unit))
         {
             memory.deferred.extend(unit.iter().copied());
             continue;
         }
         if unit
             .iter()
-            .any(|m| busy_outside(Box::new(picture.dag.downstreams(*m))))
+            .any(|m| busy_outside(picture.dag.downstreams(*m), &started, &unit))
         {
             continue;
         }
@@ -130,6 +127,11 @@ pub fn plan(
         })
         .collect();
     Cycle::Go(units, next_due(now, &waiting, &picture.dag, settings))
+}
+
+/// Whether one of `ids`, outside `unit`, is being refreshed or starts in this cycle.
+fn busy_outside(mut ids: impl Iterator<Item = i64>, started: &BTreeSet<i64>, unit: &[i64]) -> bool {
+    ids.any(|id| started.contains(&id) && !unit.contains(&id))
 }
 
 /// The stream tables to consider, in order: those that waited for an upstream last time, then

@@ -95,18 +95,14 @@ fn report_idle() {
 
 /// Refresh stream table `id` if it still exists, showing which in `pg_stat_activity`.
 fn refresh_one(id: i64) -> crate::error::PgtResult<()> {
-    let relid: Option<pg_sys::Oid> = crate::pg::query_one(
-        "SELECT pgt_relid FROM pgtrickle.pgt_stream_tables WHERE pgt_id = $1",
-        &[id.into()],
-    )?;
-    if let Some(relid) = relid {
-        let activity = std::ffi::CString::new(format!("pg_trickle refresh of stream table {id}"))
-            .unwrap_or_default();
-        // SAFETY: reports this backend's current activity; the string is copied.
-        unsafe {
-            pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, activity.as_ptr())
-        };
-        crate::refresh::refresh(relid)?;
-    }
-    Ok(())
+    let Some(st) = crate::catalog::store::lock_id_for_refresh(id)? else {
+        return Ok(());
+    };
+    let activity = std::ffi::CString::new(format!("pg_trickle refresh of stream table {id}"))
+        .unwrap_or_default();
+    // SAFETY: reports this backend's current activity; the string is copied.
+    unsafe {
+        pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, activity.as_ptr())
+    };
+    crate::refresh::refresh_locked(&st).map(|_| ())
 }
