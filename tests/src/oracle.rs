@@ -1,5 +1,7 @@
 //! The oracle: a stream table must equal a fresh run of its defining query as a multiset
-//! (`EXCEPT ALL` in both directions over the visible columns). On a mismatch the panic message
+//! (`EXCEPT ALL` in both directions over the visible columns), compared on the text form of each
+//! row, so that values which are equal but differ (`1.0` and `1.00`) count as different. On a
+//! mismatch the panic message
 //! is a self-contained reproduction: the query, and the rows on each side that the other lacks.
 
 use postgres::GenericClient;
@@ -32,8 +34,13 @@ pub fn oracle_mismatch(
     query: &str,
 ) -> Option<String> {
     let columns = visible_columns(client, stream_table);
-    let extra_sql = format!("SELECT {columns} FROM {stream_table} EXCEPT ALL ({query})");
-    let missing_sql = format!("({query}) EXCEPT ALL SELECT {columns} FROM {stream_table}");
+    // whole-row references under names no column has
+    let stored = format!(
+        "SELECT oracle_stored_row::text AS row FROM (SELECT {columns} FROM {stream_table}) AS oracle_stored_row"
+    );
+    let fresh = format!("SELECT oracle_fresh_row::text AS row FROM ({query}) AS oracle_fresh_row");
+    let extra_sql = format!("{stored} EXCEPT ALL {fresh}");
+    let missing_sql = format!("{fresh} EXCEPT ALL {stored}");
     let extra = count(client, &extra_sql);
     let missing = count(client, &missing_sql);
     if extra == 0 && missing == 0 {
@@ -58,14 +65,14 @@ fn count(client: &mut impl GenericClient, sql: &str) -> i64 {
 
 fn sample(client: &mut impl GenericClient, sql: &str) -> String {
     client
-        .query(&format!("SELECT d::text FROM ({sql}) AS d LIMIT 10"), &[])
+        .query(&format!("SELECT d.* FROM ({sql}) AS d LIMIT 10"), &[])
         .map(|rows| {
             rows.iter()
                 .map(|r| r.get::<_, String>(0))
                 .collect::<Vec<_>>()
                 .join("\n  ")
         })
-        .unwrap_or_default()
+        .unwrap_or_else(|e| format!("(could not list them: {e})"))
 }
 
 /// The visible columns of a stream table (its hidden `__pgt_*` columns are not part of the

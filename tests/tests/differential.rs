@@ -565,3 +565,47 @@ fn writes_to_partitions_and_partition_ddl_reach_a_partitioned_source() {
         assert_oracle(&mut client, "parted_st", query);
     }
 }
+
+#[test]
+fn an_update_between_equal_values_that_differ_is_captured() {
+    let db = TestDb::new("differential_equal_values");
+    let mut client = db.connect();
+    let query = "SELECT id, n, f, b, d, t FROM eq";
+    // maintained by recomputing affected groups
+    let grouped = "SELECT id, max(n) AS n, min(b) AS b FROM eq GROUP BY id";
+    client
+        .batch_execute(&format!(
+            "CREATE DOMAIN money2 AS numeric;
+             CREATE TABLE eq (id int PRIMARY KEY, n numeric, f float8, b bpchar, d money2, t text);
+             INSERT INTO eq VALUES (1, 1.0, 0, 'a', 2.5, 'x'), (2, 2, 1, 'b', 3, 'y');
+             SELECT pgtrickle.create_stream_table('eq_st', '{query}', refresh_mode => 'DIFFERENTIAL');
+             SELECT pgtrickle.create_stream_table('eq_max', '{grouped}', refresh_mode => 'DIFFERENTIAL');"
+        ))
+        .expect("setup");
+    // each UPDATE sets a value equal (by the type's `=`) to the old one but printed differently
+    let steps = [
+        "UPDATE eq SET n = 1.00 WHERE id = 1",
+        "UPDATE eq SET f = '-0' WHERE id = 1",
+        "UPDATE eq SET b = 'a  ' WHERE id = 1",
+        "UPDATE eq SET d = 2.50 WHERE id = 1",
+        "UPDATE eq SET n = 2.0, f = 1, t = 'y' WHERE id = 2",
+    ];
+    for step in steps {
+        client
+            .batch_execute(step)
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+        refresh_and_check(&mut client, "eq_st", query);
+        refresh_and_check(&mut client, "eq_max", grouped);
+    }
+    let changes: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pgtrickle.pgt_refresh_history h
+             JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
+             WHERE s.pgt_name = 'eq_st' AND h.status = 'SUCCEEDED' AND h.refresh_mode = 'DIFFERENTIAL'
+               AND h.rows_inserted > 0",
+            &[],
+        )
+        .expect("history")
+        .get(0);
+    assert_eq!(changes, steps.len() as i64, "every step changed a row");
+}

@@ -47,12 +47,20 @@ fn function_body(
     let update = if names.is_empty() {
         String::new()
     } else {
+        // the tracked columns, and after them the text of those whose equality is not identity
+        // (so that `1.0` -> `1.00` is a change); the text columns are only compared
         let qualified = |alias: &str| {
-            names
+            let originals = names.iter().map(|n| format!("{alias}.{n}"));
+            let images = columns
                 .iter()
-                .map(|n| format!("{alias}.{n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+                .zip(&names)
+                .enumerate()
+                .filter_map(|(i, (c, n))| {
+                    c.output_function
+                        .as_ref()
+                        .map(|f| format!("pg_catalog.textin({f}({alias}.{n})) AS __pgt_image_{i}"))
+                });
+            originals.chain(images).collect::<Vec<_>>().join(", ")
         };
         format!(
             "INSERT INTO {buffer} (__pgt_xid, __pgt_seq, __pgt_weight{l})

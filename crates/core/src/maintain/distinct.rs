@@ -30,7 +30,7 @@ pub fn apply_sql(plan: &StreamPlan, delta: &Rendered) -> String {
         format!(
             "SELECT s.*, {} AS rid FROM ({}) s",
             row_id(&cols.iter().map(|c| format!("s.{c}")).collect::<Vec<_>>()),
-            consolidated_delta(&delta.body, n)
+            consolidated_delta(&delta.body, n, false)
         ),
     );
     let matches: Vec<String> = plan

@@ -1,8 +1,9 @@
 //! Linear results (no grouping, no DISTINCT): every output row of the query is stored, and
 //! duplicates are stored as copies. The delta's net weight per distinct row says how many
-//! copies to add or remove; copies are found by row id, then compared by content.
+//! copies to add or remove; copies are found by row id, then compared by their text form (so
+//! an UPDATE from `1.0` to `1.00` replaces the copy, although the two are equal as numbers).
 
-use super::{consolidated_delta, counts_select, row_id, StreamPlan, ROW_ID};
+use super::{consolidated_delta, counts_select, row_id, row_image, StreamPlan, ROW_ID};
 use crate::sql::render::{column, Rendered};
 
 pub fn full_sql(canonical: &str, visible: &[String]) -> String {
@@ -21,21 +22,18 @@ pub fn apply_sql(plan: &StreamPlan, delta: &Rendered) -> String {
     let d = (
         "d".to_string(),
         format!(
-            "SELECT {}, {} AS rid, s.w, row_number() OVER () AS ord FROM ({}) s",
+            "SELECT {}, s.img, {} AS rid, s.w, row_number() OVER () AS ord FROM ({}) s",
             s_cols.join(", "),
             row_id(&s_cols),
-            consolidated_delta(&delta.body, n)
+            consolidated_delta(&delta.body, n, true)
         ),
     );
-    let matches: Vec<String> = std::iter::once(format!("t.{ROW_ID} = d.rid"))
-        .chain(
-            plan.visible
-                .iter()
-                .zip(&cols)
-                .map(|(v, c)| format!("t.{v} IS NOT DISTINCT FROM d.{c}")),
-        )
-        .collect();
     let visible: Vec<String> = plan.visible.iter().map(|v| v.to_string()).collect();
+    let t_cols: Vec<String> = visible.iter().map(|v| format!("t.{v}")).collect();
+    let matches = [
+        format!("t.{ROW_ID} = d.rid"),
+        format!("{} = d.img", row_image(&t_cols)),
+    ];
     let d_cols: Vec<String> = cols.iter().map(|c| format!("d.{c}")).collect();
     let mut sql = delta.with_ctes(&[d]);
     sql.push_str(&format!(

@@ -93,19 +93,30 @@ pub(crate) fn row_id(exprs: &[String]) -> String {
     )
 }
 
+/// The text form of a row of `exprs` (`ROW(..)::text`): equal only for rows that print the same,
+/// so `1.0` and `1.00`, equal as numbers, differ.
+pub(crate) fn row_image(exprs: &[String]) -> String {
+    format!("ROW({})::text", exprs.join(", "))
+}
+
 /// `SELECT c1.., sum(weight) AS w FROM (delta) x GROUP BY c1.. HAVING sum(weight) <> 0`: one
-/// row per distinct value of the first `n` columns, with its net weight.
-pub(crate) fn consolidated_delta(delta_body: &str, n: usize) -> String {
+/// row per distinct value of the first `n` columns, with its net weight. With `by_image`, rows
+/// are also told apart by their text form (`row_image`), given as column `img`.
+pub(crate) fn consolidated_delta(delta_body: &str, n: usize, by_image: bool) -> String {
     use crate::sql::render::{column, WEIGHT};
-    let cols: Vec<String> = (0..n)
-        .map(|i| format!("x.{} AS {}, ", column(i), column(i)))
+    let mut cols: Vec<String> = (0..n)
+        .map(|i| format!("x.{} AS {}", column(i), column(i)))
         .collect();
-    let group = if n == 0 {
+    if by_image {
+        let x_cols: Vec<String> = (0..n).map(|i| format!("x.{}", column(i))).collect();
+        cols.push(format!("{} AS img", row_image(&x_cols)));
+    }
+    let group = if cols.is_empty() {
         String::new()
     } else {
         format!(
             " GROUP BY {}",
-            (1..=n)
+            (1..=cols.len())
                 .map(|i| i.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -113,7 +124,7 @@ pub(crate) fn consolidated_delta(delta_body: &str, n: usize) -> String {
     };
     format!(
         "SELECT {}sum(x.{WEIGHT})::bigint AS w FROM ({delta_body}) x{group} HAVING sum(x.{WEIGHT}) <> 0",
-        cols.concat()
+        cols.iter().map(|c| format!("{c}, ")).collect::<String>()
     )
 }
 

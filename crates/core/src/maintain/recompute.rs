@@ -7,7 +7,7 @@
 //! rows that come out the same are left untouched.
 //! Groups the delta does not touch are not read.
 
-use super::{counts_select, row_id, Apply, StreamPlan, ROW_ID};
+use super::{counts_select, row_id, row_image, Apply, StreamPlan, ROW_ID};
 use crate::sql::render::{column, Rendered};
 
 /// The DELETE and INSERT that replace the affected keys' rows (`t_match` selects the stored rows
@@ -16,21 +16,21 @@ use crate::sql::render::{column, Rendered};
 fn replace_changed(plan: &StreamPlan, t_match: &str) -> String {
     let table = &plan.table;
     let cols: Vec<String> = plan.visible.iter().map(|v| v.to_string()).collect();
+    // rows are the same when they print the same (`1.0` and `1.00` are not)
     let row = |alias: &str| {
-        format!(
-            "ROW({})",
-            cols.iter()
+        row_image(
+            &cols
+                .iter()
                 .map(|c| format!("{alias}.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+                .collect::<Vec<_>>(),
         )
     };
     format!(
         "del AS (DELETE FROM {table} t USING a WHERE {t_match}
-                   AND NOT EXISTS (SELECT 1 FROM fx WHERE fx.rid = t.{ROW_ID} AND {fx_row} IS NOT DISTINCT FROM {t_row})
+                   AND NOT EXISTS (SELECT 1 FROM fx WHERE fx.rid = t.{ROW_ID} AND {fx_row} = {t_row})
                  RETURNING 1),\n\
          ins AS (INSERT INTO {table} ({list}, {ROW_ID}) SELECT {fx_cols}, fx.rid FROM fx
-                   WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{ROW_ID} = fx.rid AND {t_row} IS NOT DISTINCT FROM {fx_row})
+                   WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{ROW_ID} = fx.rid AND {t_row} = {fx_row})
                  RETURNING 1)\n{counts}",
         fx_row = row("fx"),
         t_row = row("t"),
