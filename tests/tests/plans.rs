@@ -123,3 +123,46 @@ fn recomputing_a_group_uses_the_index_on_its_key() {
     }
     assert_oracle(&mut client, "tops", query);
 }
+
+#[test]
+fn recording_a_refresh_does_not_read_the_history_kept() {
+    let db = TestDb::new("plans_history");
+    let mut client = db.connect();
+    client
+        .batch_execute(
+            "CREATE TABLE events (id int PRIMARY KEY, v int NOT NULL);
+             INSERT INTO events SELECT i, i FROM generate_series(1, 100) i;
+             SELECT pgtrickle.create_stream_table('event_total',
+                 'SELECT sum(v) AS total FROM events', refresh_mode => 'DIFFERENTIAL');
+             INSERT INTO pgtrickle.pgt_refresh_history
+                 (pgt_id, started_at, finished_at, duration_ms, refresh_mode)
+             SELECT pgt_id, now(), now(), 1, 'NOOP'
+             FROM pgtrickle.pgt_stream_tables, generate_series(1, 1000);",
+        )
+        .expect("setup");
+    for (round, change) in ["SELECT 1", "UPDATE events SET v = v + 1 WHERE id = 1"]
+        .iter()
+        .enumerate()
+    {
+        let mut tx = client.transaction().expect("begin");
+        tx.batch_execute(change).expect("change");
+        let fetched = |tx: &mut postgres::Transaction| -> i64 {
+            tx.query_one(
+                "SELECT coalesce(idx_tup_fetch, 0) + seq_tup_read FROM pg_stat_xact_user_tables
+                 WHERE relid = 'pgtrickle.pgt_refresh_history'::regclass",
+                &[],
+            )
+            .expect("counters")
+            .get(0)
+        };
+        let before = fetched(&mut tx);
+        tx.batch_execute("SELECT pgtrickle.refresh_stream_table('event_total')")
+            .expect("refresh");
+        let read = fetched(&mut tx) - before;
+        assert!(
+            read < 10,
+            "round {round}: recording the refresh read {read} history rows"
+        );
+        tx.commit().expect("commit");
+    }
+}

@@ -461,7 +461,7 @@ pub fn record_failure(
                      pruned AS (
                          DELETE FROM pgtrickle.pgt_refresh_history
                          WHERE pgt_id = ANY($1) AND $6 > 0
-                           AND finished_at < pg_catalog.clock_timestamp() - $6 * interval '1 hour'),
+                           AND finished_at < pg_catalog.statement_timestamp() - $6 * interval '1 hour'),
                      failed AS (
                          UPDATE pgtrickle.pgt_stream_tables
                          SET consecutive_failures = consecutive_failures + 1,

@@ -51,11 +51,13 @@ fn window_over(snap: &str, xid: &str, seq: &str) -> String {
 
 /// The history row of a refresh and the pruning of its stream table's old history, as CTEs
 /// of a statement whose parameters are `$1` pgt_id, `$2` mode, `$3` reason, `$4` duration
-/// (ms), `$5` retention (hours), `$6` inserted, `$7` updated, `$8` deleted.
+/// (ms), `$5` retention (hours), `$6` inserted, `$7` updated, `$8` deleted. The pruning bound
+/// is stable within the statement (not `clock_timestamp()`), so it is an index condition: the
+/// cost does not grow with the history kept.
 const HISTORY_CTES: &str = "
     pruned AS (DELETE FROM pgtrickle.pgt_refresh_history
                WHERE pgt_id = $1 AND $5 > 0
-                 AND finished_at < pg_catalog.clock_timestamp() - $5 * interval '1 hour'),
+                 AND finished_at < pg_catalog.statement_timestamp() - $5 * interval '1 hour'),
     history AS (INSERT INTO pgtrickle.pgt_refresh_history
                     (pgt_id, started_at, finished_at, duration_ms, refresh_mode, reason,
                      rows_inserted, rows_updated, rows_deleted)

@@ -122,10 +122,14 @@ impl PinnedSnapshot {
                 let plan = match KEPT.with(|k| k.borrow_mut().remove(sql)) {
                     Some(plan) => plan,
                     None => {
-                        let plan = pg_sys::SPI_prepare(
+                        // a generic plan, made once: the parameters (frontier, keys) do not
+                        // change which plan is good, and a custom plan per refresh cost more
+                        // than the rest of a small refresh together
+                        let plan = pg_sys::SPI_prepare_cursor(
                             c_sql.as_ptr(),
                             types.len() as i32,
                             types.as_mut_ptr(),
+                            pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
                         );
                         if plan.is_null() {
                             return Err(CoreError::internal(format!(

@@ -216,26 +216,35 @@ impl Algebraic {
             .collect()
     }
 
-    /// One `INSERT ... ON CONFLICT DO UPDATE` adds each changed group's delta to its state (or
-    /// creates the group); the statement returns how many groups were updated and inserted and
-    /// the ids of those whose count reached zero, which a second statement deletes (a
-    /// whole-table aggregate keeps its row).
+    /// One statement: an `UPDATE ... FROM` adds each changed group's delta to its state, an
+    /// `INSERT` creates the groups it did not find; it returns how many groups were updated and
+    /// inserted and the ids of those whose count reached zero, which a second statement deletes
+    /// (a whole-table aggregate keeps its row). (An `INSERT ... ON CONFLICT DO UPDATE` did the
+    /// same with one more WAL record per group, for locking the row before updating it.)
     pub fn apply(&self, plan: &StreamPlan, delta: &Rendered) -> Apply {
         let table = &plan.table;
-        let d = ("d".to_string(), self.state_sums(&delta.body));
+        let d = (
+            "d".to_string(),
+            format!(
+                "SELECT g.*, {} AS rid FROM ({}) g",
+                row_id(&self.key_refs("g")),
+                self.state_sums(&delta.body)
+            ),
+        );
         let mut changed = vec!["d.cnt <> 0".to_string()];
-        let mut set = vec![format!("{COUNT} = t.{COUNT} + EXCLUDED.{COUNT}")];
+        let mut set = vec![format!("{COUNT} = t.{COUNT} + d.cnt")];
         for (j, agg) in self.aggs.iter().enumerate() {
             changed.push(format!("d.n{j} <> 0"));
-            set.push(format!("{n} = t.{n} + EXCLUDED.{n}", n = n_col(j)));
+            set.push(format!("{n} = t.{n} + d.n{j}", n = n_col(j)));
             if agg.kind.has_sum() {
                 changed.push(format!("COALESCE(d.s{j}, 0) <> 0"));
                 set.push(format!("{s} = {}", Self::summed(j), s = s_col(j)));
             }
         }
+        let changed = format!("({})", changed.join(" OR "));
         let visible = self.visible_with(
-            &|i| format!("EXCLUDED.{}", self.key_column(plan, i)),
-            &|j| format!("(t.{n} + EXCLUDED.{n})", n = n_col(j)),
+            &|i| format!("d.k{i}"),
+            &|j| format!("(t.{n} + d.n{j})", n = n_col(j)),
             &|j| format!("({})", Self::summed(j)),
         );
         set.extend(
@@ -244,25 +253,38 @@ impl Algebraic {
                 .zip(visible)
                 .map(|(col, v)| format!("{col} = {v}")),
         );
+        let same_group = |stored: &str, keys: &dyn Fn(usize) -> String| {
+            std::iter::once(format!("{stored}.{ROW_ID} = d.rid"))
+                .chain((0..self.keys).map(|i| format!("{} IS NOT DISTINCT FROM d.k{i}", keys(i))))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let update = format!(
+            "UPDATE {table} AS t SET {set} FROM d WHERE {matched} AND {changed}\n\
+             RETURNING t.{ROW_ID}, t.{COUNT} AS cnt{keys}",
+            set = set.join(", "),
+            matched = same_group("t", &|i| format!("t.{}", self.key_column(plan, i))),
+            keys = (0..self.keys)
+                .map(|i| format!(", t.{} AS k{i}", self.key_column(plan, i)))
+                .collect::<String>(),
+        );
         let mut values = self.visible_values("d");
-        values.push(row_id(&self.key_refs("d")));
+        values.push("d.rid".to_string());
         values.extend(self.hidden_values("d"));
-        let upsert = format!(
-            "INSERT INTO {table} AS t ({stored}) SELECT {values} FROM d WHERE {changed}\n\
-             ON CONFLICT ({identity}) DO UPDATE SET {set}\n\
-             RETURNING t.{ROW_ID} AS rid, t.{COUNT} AS cnt, (t.xmax = 0) AS ins",
+        let insert = format!(
+            "INSERT INTO {table} ({stored}) SELECT {values} FROM d WHERE {changed}\n\
+             AND NOT EXISTS (SELECT 1 FROM up WHERE {matched}) RETURNING 1",
             stored = plan.stored_columns().join(", "),
             values = values.join(", "),
-            changed = changed.join(" OR "),
-            identity = self.identity_columns(plan).join(", "),
-            set = set.join(", "),
+            matched = same_group("up", &|i| format!("up.k{i}")),
         );
         // one summary row instead of one row per group: the emptied groups' ids as text
-        let mut upsert_sql = delta.with_ctes(&[d, ("up".to_string(), upsert)]);
-        upsert_sql.push_str(
-            "SELECT count(*) FILTER (WHERE NOT up.ins), count(*) FILTER (WHERE up.ins), \
-             (array_agg(up.rid) FILTER (WHERE up.cnt = 0))::text FROM up",
-        );
+        let mut upsert_sql =
+            delta.with_ctes(&[d, ("up".to_string(), update), ("ins".to_string(), insert)]);
+        upsert_sql.push_str(&format!(
+            "SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM ins), \
+             (SELECT array_agg(up.{ROW_ID}) FILTER (WHERE up.cnt = 0) FROM up)::text"
+        ));
         let delete_sql = (self.keys > 0).then(|| {
             format!("DELETE FROM {table} t WHERE t.{ROW_ID} = ANY($1::bigint[]) AND t.{COUNT} = 0 RETURNING 1")
         });
@@ -272,10 +294,11 @@ impl Algebraic {
         }
     }
 
-    /// The new sum of aggregate `j` in the conflict branch: NULL when nothing is counted.
+    /// The new sum of aggregate `j` of stored group `t` changed by delta row `d`: NULL when
+    /// nothing is counted.
     fn summed(j: usize) -> String {
         format!(
-            "CASE WHEN t.{n} + EXCLUDED.{n} = 0 THEN NULL ELSE COALESCE(t.{s}, 0) + COALESCE(EXCLUDED.{s}, 0) END",
+            "CASE WHEN t.{n} + d.n{j} = 0 THEN NULL ELSE COALESCE(t.{s}, 0) + COALESCE(d.s{j}, 0) END",
             n = n_col(j),
             s = s_col(j)
         )

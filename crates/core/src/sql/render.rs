@@ -128,7 +128,7 @@ impl Renderer<'_> {
                 let cols: Vec<String> = s.columns.iter().map(|c| format!("t.{c}")).collect();
                 format!(
                     "SELECT {} FROM {} t",
-                    Self::select_list(&cols, "1::bigint"),
+                    Self::select_list(&cols, "1"),
                     s.relation
                 )
             }
@@ -141,7 +141,7 @@ impl Renderer<'_> {
                     // need one row per value with its net weight group the rows themselves.
                     let body = format!(
                         "SELECT {} FROM {} b WHERE {}",
-                        Self::select_list(&cols, "b.__pgt_weight::bigint"),
+                        Self::select_list(&cols, "b.__pgt_weight::int4"),
                         s.buffer,
                         s.window
                     );
