@@ -17,6 +17,9 @@ thread_local! {
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
+/// At most this many refresh statements keep their plans in one backend.
+const MAX_KEPT_PLANS: usize = 512;
+
 /// A registered snapshot; unregistered when dropped.
 pub struct PinnedSnapshot {
     snapshot: pg_sys::Snapshot,
@@ -172,7 +175,17 @@ impl PinnedSnapshot {
                         rows.push(row);
                     }
                 }
-                KEPT.with(|k| k.borrow_mut().insert(sql.to_string(), plan));
+                KEPT.with(|k| {
+                    let mut kept = k.borrow_mut();
+                    if kept.len() >= MAX_KEPT_PLANS {
+                        // statements of dropped or altered stream tables would otherwise stay
+                        // for the life of the backend; start over instead
+                        for (_, old) in kept.drain() {
+                            pg_sys::SPI_freeplan(old);
+                        }
+                    }
+                    kept.insert(sql.to_string(), plan)
+                });
                 Ok(rows)
             }
         })
