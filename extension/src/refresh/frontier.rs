@@ -19,7 +19,9 @@ use crate::refresh::Outcome;
 use std::time::Instant;
 
 /// The window predicate with the frontier as parameters `$1` (snapshot), `$2` (own
-/// transaction) and `$3` (own sequence number), see `window_params`.
+/// transaction) and `$3` (own sequence number), see `window_params`. The parameters arrive as
+/// text; each conversion is a sub-select, evaluated once per execution of the (generic) plan,
+/// not once per change row.
 pub fn window_parameterized() -> String {
     window_over(
         "$1::pg_catalog.pg_snapshot",
@@ -37,12 +39,22 @@ pub fn window_params(frontier: &Frontier) -> Vec<Param> {
     ]
 }
 
-/// The window predicate over SQL expressions for the frontier's snapshot, own transaction
-/// (possibly NULL) and own sequence number. A snapshot does not list its own transaction as
-/// in progress, so that transaction's rows are judged by sequence number, not visibility.
+/// The window predicate over uncorrelated SQL expressions for the frontier's snapshot, own
+/// transaction (possibly NULL) and own sequence number. A snapshot does not list its own
+/// transaction as in progress, so that transaction's rows are judged by sequence number, not
+/// visibility. Every frontier value is wrapped in a sub-select (an InitPlan), computed once per
+/// execution rather than once per change row.
 fn window_over(snap: &str, xid: &str, seq: &str) -> String {
+    let lower = format!(
+        "(SELECT LEAST(pg_catalog.pg_snapshot_xmin({snap}), COALESCE({xid}, pg_catalog.pg_snapshot_xmin({snap}))))"
+    );
+    let (snap, xid, seq) = (
+        format!("(SELECT {snap})"),
+        format!("(SELECT {xid})"),
+        format!("(SELECT {seq})"),
+    );
     format!(
-        "b.__pgt_xid >= LEAST(pg_catalog.pg_snapshot_xmin({snap}), COALESCE({xid}, pg_catalog.pg_snapshot_xmin({snap}))) \
+        "b.__pgt_xid >= {lower} \
          AND NOT (CASE WHEN {xid} IS NULL THEN pg_catalog.pg_visible_in_snapshot(b.__pgt_xid, {snap}) \
                        WHEN b.__pgt_xid = {xid} THEN b.__pgt_seq <= {seq} \
                        ELSE pg_catalog.pg_visible_in_snapshot(b.__pgt_xid, {snap}) END)"
