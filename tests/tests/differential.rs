@@ -609,3 +609,25 @@ fn an_update_between_equal_values_that_differ_is_captured() {
         .get(0);
     assert_eq!(changes, steps.len() as i64, "every step changed a row");
 }
+
+#[test]
+fn a_search_path_at_creation_does_not_change_what_the_delta_computes() {
+    let db = TestDb::new("differential_search_path");
+    let mut client = db.connect();
+    let query = "SELECT id, pg_catalog.abs(v) AS a FROM public.sp_source";
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE public.sp_source (id int PRIMARY KEY, v int NOT NULL);
+             INSERT INTO public.sp_source VALUES (1, -1), (2, 2);
+             CREATE SCHEMA shadow;
+             CREATE FUNCTION shadow.abs(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 1000';
+             SET search_path = shadow, pg_catalog, public;
+             SELECT pgtrickle.create_stream_table('public.sp_st', '{query}', refresh_mode => 'DIFFERENTIAL');
+             INSERT INTO public.sp_source VALUES (3, -3);
+             UPDATE public.sp_source SET v = -20 WHERE id = 2;"
+        ))
+        .expect("setup");
+    refresh_and_check(&mut client, "sp_st", query);
+    client.batch_execute("RESET search_path").expect("reset");
+    assert_oracle(&mut client, "sp_st", query);
+}

@@ -46,13 +46,16 @@ pub struct Blocker {
     pub time_dependent: bool,
 }
 
-/// Lower `text`; `Ok(Err(blocker))` when the query is valid but not maintainable.
+/// Lower `text`, a canonical (schema-qualified) defining query; `Ok(Err(blocker))` when the
+/// query is valid but not maintainable. It is parsed under the extension's own search path,
+/// which it was written for: under a caller's path, an unqualified built-in name could resolve
+/// to another schema's object.
 pub fn lower_query(text: &str) -> PgtResult<Result<Lowered, Blocker>> {
     let c_text = c_query_text(text)?;
     // SAFETY: the Query and every node read below live in the current memory context for the
     // whole call; node types are checked with is_a before each cast.
     unsafe {
-        let query = parse_to_query(&c_text)?;
+        let query = with_search_path(SAFE_SEARCH_PATH, || parse_to_query(&c_text))?;
         let mut lowerer = Lowerer::new(query);
         let result = lowerer.lower();
         Ok(match result {
