@@ -168,3 +168,38 @@ pub fn with_cached_plan<R>(
         value
     })
 }
+
+/// Run `body` in a subtransaction of the current transaction. If it raises an error, the
+/// subtransaction rolls back (undoing what `body` did) and the error comes back as `Err`, for
+/// the caller to handle or raise again with `CaughtError::rethrow`.
+pub fn try_in_subtransaction<R>(
+    body: impl FnOnce() -> R + std::panic::UnwindSafe,
+) -> Result<R, Box<pgrx::pg_sys::panic::CaughtError>> {
+    // SAFETY: the pattern PL/pgSQL uses for exception blocks: the memory context and resource
+    // owner are restored after the subtransaction ends, in both outcomes.
+    let (context, owner) = unsafe {
+        let saved = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(saved.0);
+        saved
+    };
+    let result = pgrx::PgTryBuilder::new(move || {
+        let value = body();
+        // SAFETY: ends the subtransaction begun above.
+        unsafe { pg_sys::ReleaseCurrentSubTransaction() };
+        Ok(value)
+    })
+    .catch_others(|caught| Err(Box::new(caught)))
+    .execute();
+    // SAFETY: back to the caller's context and owner; on error the subtransaction is rolled
+    // back first (the error itself was copied and flushed by the catch).
+    unsafe {
+        if result.is_err() {
+            pg_sys::MemoryContextSwitchTo(context);
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+    }
+    result
+}

@@ -5,7 +5,7 @@
 //! DML with NULLs, duplicates and key-changing updates, a refresh after each round, and a
 //! check that the differential path ran rather than a full recompute.
 
-use pg_trickle_tests::{assert_oracle, last_refresh, Script, TestDb};
+use pg_trickle_tests::{assert_oracle, expect_error, last_refresh, Script, TestDb};
 use postgres::Client;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -630,4 +630,47 @@ fn a_search_path_at_creation_does_not_change_what_the_delta_computes() {
     refresh_and_check(&mut client, "sp_st", query);
     client.batch_execute("RESET search_path").expect("reset");
     assert_oracle(&mut client, "sp_st", query);
+}
+
+#[test]
+fn a_value_fixed_after_a_failed_refresh_does_not_block_the_next_one() {
+    let db = TestDb::new("differential_fixed_value");
+    let mut client = db.connect();
+    let query = "SELECT id, raw::int AS n FROM readings";
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE readings (id int PRIMARY KEY, raw text NOT NULL);
+             INSERT INTO readings VALUES (1, '10'), (2, '20');
+             SELECT pgtrickle.create_stream_table('reading_values', '{query}', refresh_mode => 'DIFFERENTIAL');
+             INSERT INTO readings VALUES (3, 'oops');"
+        ))
+        .expect("setup");
+    // the value is still in the source: the refresh fails with the cast's error
+    let failed = expect_error(
+        &mut client,
+        "SELECT pgtrickle.refresh_stream_table('reading_values')",
+        "22P02",
+    );
+    assert!(failed.message.contains("oops"), "{}", failed.message);
+    // fixed: the change buffer still holds the bad value, but the refresh goes through
+    client
+        .batch_execute("UPDATE readings SET raw = '30' WHERE id = 3")
+        .expect("fix");
+    client
+        .batch_execute("SELECT pgtrickle.refresh_stream_table('reading_values')")
+        .expect("refresh after the fix");
+    assert_oracle(&mut client, "reading_values", query);
+    let (mode, reason) = last_refresh(&mut client, "reading_values");
+    assert_eq!(mode.as_deref(), Some("FULL"));
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("the differential refresh failed")),
+        "{reason:?}"
+    );
+    // and the next change is applied differentially again
+    client
+        .batch_execute("INSERT INTO readings VALUES (4, '40')")
+        .expect("change");
+    refresh_and_check(&mut client, "reading_values", query);
 }

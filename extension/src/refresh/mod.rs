@@ -87,10 +87,46 @@ fn refresh_as_owner(st: &StreamTable, started: std::time::Instant) -> PgtResult<
         None
     };
     match (&st.maintenance, reason) {
-        (Some(_), None) => differential::refresh(st, started),
+        (Some(_), None) => differential_or_full(st, started),
         (Some(_), reason) => full::refresh(st, Some(&planned(st)?), reason, started),
         (None, reason) => full::refresh(st, None, reason, started),
     }
+}
+
+/// A differential refresh; if it fails on a value (a data exception, SQLSTATE class 22: a cast
+/// or a division the defining query makes), it is undone and a FULL refresh runs instead. The
+/// change buffers keep every row since the frontier, also those of a value that was fixed
+/// since, so without this a differential refresh would fail again on it until an alter; a
+/// FULL refresh reads the sources as they are now (and fails in turn if the value is still
+/// there). Other errors (cancellation, lock timeouts, ...) are raised as they are.
+fn differential_or_full(st: &StreamTable, started: std::time::Instant) -> PgtResult<Outcome> {
+    use pgrx::pg_sys::panic::CaughtError;
+    let attempt = crate::pg::try_in_subtransaction(std::panic::AssertUnwindSafe(|| {
+        differential::refresh(st, started)
+    }));
+    let caught = match attempt {
+        Ok(result) => return result,
+        Err(caught) => *caught,
+    };
+    match caught {
+        CaughtError::PostgresError(report) if is_data_exception(&report) => full::refresh(
+            st,
+            Some(&planned(st)?),
+            Some(format!(
+                "the differential refresh failed: {}",
+                report.message()
+            )),
+            started,
+        ),
+        other => other.rethrow(),
+    }
+}
+
+/// Whether `report` is a data exception (SQLSTATE class 22).
+fn is_data_exception(report: &pgrx::pg_sys::panic::ErrorReportWithLevel) -> bool {
+    // a packed SQLSTATE keeps its first two characters, the class, in the low 12 bits
+    let class = |code: pgrx::PgSqlErrorCode| (code as i32) & 0xFFF;
+    class(report.sql_error_code()) == class(pgrx::PgSqlErrorCode::ERRCODE_DATA_EXCEPTION)
 }
 
 /// A cached plan: the defining query it was made from, the relations it depends on, the plan.

@@ -190,31 +190,5 @@ fn message_of(caught: &CaughtError) -> String {
 /// subtransaction rolls back and `fallback` is returned instead, so that one stream table's
 /// problem does not abort a whole scheduler cycle.
 pub fn in_subtransaction<R>(fallback: R, body: impl FnOnce() -> R + std::panic::UnwindSafe) -> R {
-    // SAFETY: the pattern PL/pgSQL uses for exception blocks: the memory context and resource
-    // owner are restored after the subtransaction ends, in both outcomes.
-    let (context, owner) = unsafe {
-        let saved = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(saved.0);
-        saved
-    };
-    let result = PgTryBuilder::new(move || {
-        let value = body();
-        // SAFETY: ends the subtransaction begun above.
-        unsafe { pg_sys::ReleaseCurrentSubTransaction() };
-        Some(value)
-    })
-    .catch_others(|_| None)
-    .execute();
-    // SAFETY: back to the caller's context and owner; on error the subtransaction is rolled
-    // back first (the error itself was copied and flushed by the catch).
-    unsafe {
-        if result.is_none() {
-            pg_sys::MemoryContextSwitchTo(context);
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
-        }
-        pg_sys::MemoryContextSwitchTo(context);
-        pg_sys::CurrentResourceOwner = owner;
-    }
-    result.unwrap_or(fallback)
+    crate::pg::try_in_subtransaction(body).unwrap_or(fallback)
 }
