@@ -178,13 +178,7 @@ impl Renderer<'_> {
                 let (nl, nr) = (left.arity(), right.arity());
                 let mut cols = Self::columns_of(&l, nl);
                 cols.extend(Self::columns_of(&r, nr));
-                let cond = render_expr(on, &|i| {
-                    if i < nl {
-                        format!("{l}.{}", column(i))
-                    } else {
-                        format!("{r}.{}", column(i - nl))
-                    }
-                });
+                let cond = join_condition(on, &l, nl, &r);
                 let (kind, weight) = if outer {
                     (
                         "LEFT JOIN",
@@ -224,13 +218,7 @@ impl Renderer<'_> {
                 let touched = {
                     let c = self.next_alias("t");
                     let cs = self.rel(changed);
-                    let cond = render_expr(on, &|i| {
-                        if i < nl {
-                            format!("{l}.{}", column(i))
-                        } else {
-                            format!("{c}.{}", column(i - nl))
-                        }
-                    });
+                    let cond = join_condition(on, &l, nl, &c);
                     format!("EXISTS (SELECT 1 FROM ({cs}) {c} WHERE {cond})")
                 };
                 let x = self.next_alias("x");
@@ -268,15 +256,21 @@ impl Renderer<'_> {
     fn match_weight(&mut self, l: &str, nl: usize, right: &Rel, on: &Expr) -> String {
         let r = self.next_alias("m");
         let rs = self.rel(right);
-        let cond = render_expr(on, &|i| {
-            if i < nl {
-                format!("{l}.{}", column(i))
-            } else {
-                format!("{r}.{}", column(i - nl))
-            }
-        });
+        let cond = join_condition(on, l, nl, &r);
         format!("COALESCE((SELECT sum({r}.{WEIGHT}) FROM ({rs}) {r} WHERE {cond}), 0)")
     }
+}
+
+/// A join condition over the columns of a left input (the first `nl`, aliased `l`) and a right
+/// one (the rest, aliased `r`).
+fn join_condition(on: &Expr, l: &str, nl: usize, r: &str) -> String {
+    render_expr(on, &|i| {
+        if i < nl {
+            format!("{l}.{}", column(i))
+        } else {
+            format!("{r}.{}", column(i - nl))
+        }
+    })
 }
 
 #[cfg(test)]
