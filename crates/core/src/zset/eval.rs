@@ -10,7 +10,7 @@ pub struct Database {
     pub changes: Vec<ZSet>,
 }
 
-fn truthy(v: &Value) -> bool {
+pub(super) fn truthy(v: &Value) -> bool {
     matches!(v, Value::Bool(true))
 }
 
@@ -67,7 +67,7 @@ pub fn eval_expr(expr: &Expr, row: &[Value]) -> Value {
     }
 }
 
-fn concat(l: &Row, r: &Row) -> Row {
+pub(super) fn concat(l: &Row, r: &Row) -> Row {
     l.iter().chain(r.iter()).cloned().collect()
 }
 

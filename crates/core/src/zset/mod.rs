@@ -70,4 +70,8 @@ impl FromIterator<(Row, i64)> for ZSet {
 }
 
 #[cfg(test)]
+mod contributions;
+#[cfg(test)]
 mod property_tests;
+#[cfg(test)]
+mod strategy_props;
