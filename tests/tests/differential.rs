@@ -40,6 +40,9 @@ const QUERIES: &[(&str, &str)] = &[
     ("d_group_expr", "SELECT qty % 3 AS b, upper(note) AS u, count(*) AS n FROM orders GROUP BY 1, 2"),
     ("d_having", "SELECT cid, sum(qty) AS q FROM orders GROUP BY cid HAVING count(*) > 1"),
     ("d_minmax", "SELECT pid, min(amount) AS lo, max(amount) AS hi FROM orders GROUP BY pid"),
+    ("d_minmax_filter", "SELECT cid, min(qty) FILTER (WHERE note = 'a') AS lo, max(amount) AS hi, min(id) AS first FROM orders GROUP BY cid"),
+    ("d_whole_minmax", "SELECT min(amount) AS lo, max(qty) AS hi, max(payload->>'k') AS k FROM orders"),
+    ("d_join_minmax", "SELECT c.region, max(o.amount) AS hi, min(p.price) AS lo, count(*) AS n FROM orders o JOIN customers c ON c.id = o.cid JOIN products p ON p.id = o.pid GROUP BY c.region"),
     ("d_other_aggs", "SELECT cid, string_agg(note, ',' ORDER BY id) AS notes, bool_and(qty > 1) AS allbig, array_agg(id ORDER BY id) AS ids FROM orders GROUP BY cid"),
     ("d_filter_agg", "SELECT pid, count(*) FILTER (WHERE qty > 2) AS big, sum(amount) FILTER (WHERE note IS NOT NULL) AS noted FROM orders GROUP BY pid"),
     ("d_whole", "SELECT count(*) AS n, sum(amount) AS s, avg(qty) AS a FROM orders"),
@@ -386,7 +389,7 @@ fn unsupported_constructs_are_named_and_auto_falls_back_to_full() {
         ),
         ("SELECT id, qty FROM big_orders", "a view"),
         (
-            "SELECT max(qty) AS m FROM orders GROUP BY cid",
+            "SELECT max(note) AS m FROM orders GROUP BY cid",
             "GROUP BY key that is not an output column",
         ),
     ];
@@ -450,7 +453,8 @@ fn a_refresh_touches_only_rows_whose_result_changes() {
     let mut client = db.connect();
     client.batch_execute(SCHEMA).expect("schema");
     let sums = "SELECT pid, sum(qty) AS q FROM orders GROUP BY pid";
-    let maxes = "SELECT pid, max(qty) AS m FROM orders GROUP BY pid";
+    // an aggregate whose groups are recomputed (text has a collation)
+    let maxes = "SELECT pid, max(note) AS m FROM orders GROUP BY pid";
     for (name, query) in [("sums", sums), ("maxes", maxes)] {
         client
             .execute(

@@ -93,7 +93,8 @@ fn recomputing_a_group_uses_the_index_on_its_key() {
     let db = TestDb::new("plans_recompute");
     let mut client = db.connect();
     setup(&mut client);
-    let query = "SELECT customer_id, max(amount) AS top FROM orders GROUP BY customer_id";
+    // an aggregate without delta state: each affected group is recomputed
+    let query = "SELECT customer_id, bool_or(amount > 500) AS big FROM orders GROUP BY customer_id";
     client
         .execute(
             "SELECT pgtrickle.create_stream_table('tops', $1, refresh_mode => 'DIFFERENTIAL')",
@@ -122,6 +123,65 @@ fn recomputing_a_group_uses_the_index_on_its_key() {
         tx.commit().expect("commit");
     }
     assert_oracle(&mut client, "tops", query);
+}
+
+#[test]
+fn min_and_max_recompute_only_groups_whose_extreme_was_deleted() {
+    let db = TestDb::new("plans_extremes");
+    let mut client = db.connect();
+    setup(&mut client);
+    let query = "SELECT customer_id, min(amount) AS lo, max(amount) AS hi, count(*) AS n \
+                 FROM orders GROUP BY customer_id";
+    client
+        .execute(
+            "SELECT pgtrickle.create_stream_table('extremes', $1, refresh_mode => 'DIFFERENTIAL')",
+            &[&query],
+        )
+        .expect("create");
+    // customer c has orders c, c + 100000 and c + 200000 with amount c % 1000 each (c < 1000);
+    // (change, whether an extreme of its group is deleted)
+    let mut next_id = 1_000_000;
+    for round in 0..6 {
+        let c = 10 + round * 17;
+        let inside = [
+            // a value between the extremes, then one beyond each: no value read back
+            format!("INSERT INTO orders VALUES ({next_id}, {c}, {c} % 1000 + 0.5)"),
+            format!("INSERT INTO orders VALUES ({}, {c}, 5000)", next_id + 1),
+            format!("INSERT INTO orders VALUES ({}, {c}, -1)", next_id + 2),
+            // deleting a copy that is not an extreme any more
+            format!("DELETE FROM orders WHERE id = {}", next_id),
+        ];
+        next_id += 3;
+        let extreme_deleted = [
+            format!("DELETE FROM orders WHERE id = {}", next_id - 2),
+            format!("UPDATE orders SET amount = 0 WHERE id = {}", next_id - 1),
+        ];
+        for (change, deletes_extreme) in inside
+            .iter()
+            .map(|c| (c, false))
+            .chain(extreme_deleted.iter().map(|c| (c, true)))
+        {
+            let mut tx = client.transaction().expect("begin");
+            tx.batch_execute(change).expect("change");
+            let counted = scans_during(
+                &mut tx,
+                &["orders", "extremes"],
+                "SELECT pgtrickle.refresh_stream_table('extremes')",
+            );
+            let (seq, idx) = counted[0];
+            assert_eq!(seq, 0, "{change}: the refresh scanned the whole source");
+            if deletes_extreme {
+                assert!(idx > 0, "{change}: the group was not recomputed");
+            } else {
+                assert_eq!(idx, 0, "{change}: the refresh read the source");
+            }
+            assert_eq!(counted[1].0, 0, "{change}: the stream table was scanned");
+            assert_oracle(&mut tx, "extremes", query);
+            tx.commit().expect("commit");
+        }
+    }
+    let (mode, _) = pg_trickle_tests::last_refresh(&mut client, "extremes");
+    assert_eq!(mode.as_deref(), Some("DIFFERENTIAL"));
 }
 
 #[test]

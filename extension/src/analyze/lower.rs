@@ -455,7 +455,7 @@ impl Lowerer {
                 PgList::<pg_sys::TargetEntry>::from_pg(a.args)
                     .iter_ptr()
                     .collect();
-            let (arg, arg_is_exact) = match args.first() {
+            let (arg, arg_is_exact, arg_collatable) = match args.first() {
                 Some(te) => {
                     let node = (**te).expr.cast::<pg_sys::Node>();
                     let exact = [
@@ -465,9 +465,10 @@ impl Lowerer {
                         pg_sys::NUMERICOID,
                     ]
                     .contains(&pg_sys::exprType(node));
-                    (Some(self.to_expr(node, 0, None, None)?), exact)
+                    let collatable = pg_sys::exprCollation(node) != pg_sys::InvalidOid;
+                    (Some(self.to_expr(node, 0, None, None)?), exact, collatable)
                 }
-                None => (None, false),
+                None => (None, false, false),
             };
             let filter = if a.aggfilter.is_null() {
                 None
@@ -481,6 +482,7 @@ impl Lowerer {
                 ordered: !a.aggorder.is_null(),
                 arg,
                 arg_is_exact,
+                arg_collatable,
                 filter,
                 result_type: format_type(a.aggtype, -1),
             })

@@ -110,6 +110,31 @@ fn pending_flags(
         .collect())
 }
 
+/// Whether the window of any of `buffers` holds a deleted row (of an UPDATE or DELETE that a
+/// source's capture recorded for a dependant that is not append-only).
+fn deletes_pending(
+    snapshot: &PinnedSnapshot,
+    buffers: &[QualifiedName],
+    window: &str,
+    params: &[Param],
+) -> PgtResult<bool> {
+    let checks: Vec<String> = buffers
+        .iter()
+        .map(|buffer| {
+            format!("EXISTS (SELECT 1 FROM {buffer} b WHERE b.__pgt_weight < 0 AND {window})")
+        })
+        .collect();
+    if checks.is_empty() {
+        return Ok(false);
+    }
+    let rows = snapshot.query(&format!("SELECT {}", checks.join(" OR ")), params)?;
+    Ok(rows
+        .first()
+        .and_then(|row| row.first().cloned().flatten())
+        .as_deref()
+        == Some("t"))
+}
+
 /// Whether a differential refresh of `st` would find anything to apply (always true before
 /// its first refresh). Read-only; the scheduler asks before starting a worker.
 pub fn has_pending_changes(st: &StreamTable) -> PgtResult<bool> {
@@ -184,7 +209,15 @@ pub fn refresh(st: &StreamTable, started: Instant) -> PgtResult<Outcome> {
     for source in &mut windowed.sources {
         source.window = window.clone();
     }
-    let (deleted, updated, inserted) = match windowed.apply(&delta_body) {
+    let apply = if st.settings.append_only
+        && delta_body.only_adds()
+        && !deletes_pending(&snapshot, &changed_buffers, &window, &params())?
+    {
+        windowed.apply_insertions(&delta_body)
+    } else {
+        windowed.apply(&delta_body)
+    };
+    let (deleted, updated, inserted) = match apply {
         Apply::Statement(sql) => {
             let _permit = RefreshWritePermit::acquire();
             counts(&snapshot.query(&sql, &params())?)
@@ -192,16 +225,27 @@ pub fn refresh(st: &StreamTable, started: Instant) -> PgtResult<Outcome> {
         Apply::Upsert {
             upsert_sql,
             delete_sql,
+            extremes_sql,
+            key_count,
         } => {
             let _permit = RefreshWritePermit::acquire();
             let summary = snapshot.query(&upsert_sql, &params())?;
-            let emptied = summary
-                .first()
-                .and_then(|row| row.get(2).cloned().flatten());
-            let deleted = match (delete_sql, emptied) {
+            let column = |i: usize| {
+                summary
+                    .first()
+                    .and_then(|row| row.get(i).cloned().flatten())
+            };
+            let deleted = match (delete_sql, column(2)) {
                 (Some(sql), Some(ids)) => snapshot.query(&sql, &[Param::new(ids)])?.len() as i64,
                 _ => 0,
             };
+            if let (Some(sql), true) = (extremes_sql, first_i64(&summary, 3) > 0) {
+                // the groups whose MIN or MAX may have been deleted: recomputed
+                let values = (0..key_count).map(|i| Param::new(column(4 + 2 * i)));
+                let has_null =
+                    (0..key_count).map(|i| Param::new(column(5 + 2 * i).as_deref() == Some("t")));
+                snapshot.query(&sql, &values.chain(has_null).collect::<Vec<_>>())?;
+            }
             (deleted, first_i64(&summary, 0), first_i64(&summary, 1))
         }
         Apply::TwoPhase {

@@ -111,4 +111,18 @@ impl Rel {
     pub fn negate(self) -> Rel {
         Rel::Negate(Box::new(self))
     }
+
+    /// Whether every weight this produces is positive when every input weight is: no
+    /// negation, and no change of an anti-join (which removes NULL-padded rows).
+    pub fn only_adds(&self) -> bool {
+        match self {
+            Rel::Scan { .. } | Rel::Delta { .. } => true,
+            Rel::Negate(_) | Rel::AntiJoinChange { .. } => false,
+            Rel::Filter { input, .. } | Rel::Project { input, .. } => input.only_adds(),
+            Rel::Join { left, right, .. }
+            | Rel::LeftJoin { left, right, .. }
+            | Rel::AntiJoin { left, right, .. } => left.only_adds() && right.only_adds(),
+            Rel::UnionAll(inputs) => inputs.iter().all(Rel::only_adds),
+        }
+    }
 }

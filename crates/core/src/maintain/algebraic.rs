@@ -10,6 +10,11 @@
 //! Visible values: COUNT = n; SUM = s when n > 0 else NULL; AVG = s / n. A group whose
 //! `__pgt_count` reaches 0 is deleted (a whole-table aggregate keeps its single row). Floating
 //! point sums are not exact under reordering and use the recompute strategy instead.
+//!
+//! MIN and MAX (over types without a collation) keep their value in `__pgt_a{j}_m`. With `p`
+//! the least value the delta inserts and `q` the least it deletes (for MAX: the greatest),
+//! `m' = least(m, p)`, exact unless `q <= m'`: then the deleted value may have been the
+//! extreme, and only such groups are recomputed from the sources (`extremes.rs`).
 
 use super::{row_id, Apply, StreamPlan, COUNT, ROW_ID};
 use crate::ir::Expr;
@@ -22,6 +27,8 @@ pub enum AggKind {
     Count,
     Sum,
     Avg,
+    Min,
+    Max,
 }
 
 #[derive(Debug, Clone)]
@@ -52,17 +59,30 @@ fn hidden_key(i: usize) -> String {
     format!("__pgt_k{i}")
 }
 
-fn n_col(j: usize) -> String {
+pub(super) fn n_col(j: usize) -> String {
     format!("__pgt_a{j}_n")
 }
 
-fn s_col(j: usize) -> String {
+pub(super) fn s_col(j: usize) -> String {
     format!("__pgt_a{j}_s")
+}
+
+pub(super) fn m_col(j: usize) -> String {
+    format!("__pgt_a{j}_m")
 }
 
 impl AggKind {
     fn has_sum(self) -> bool {
         matches!(self, AggKind::Sum | AggKind::Avg)
+    }
+
+    /// For MIN and MAX: the aggregate and the function choosing between two values.
+    pub(super) fn extreme(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            AggKind::Min => Some(("min", "LEAST")),
+            AggKind::Max => Some(("max", "GREATEST")),
+            _ => None,
+        }
     }
 }
 
@@ -74,6 +94,9 @@ impl Algebraic {
             if agg.kind.has_sum() {
                 cols.push((s_col(j), "numeric".to_string()));
             }
+            if agg.kind.extreme().is_some() {
+                cols.push((m_col(j), agg.result_type.clone()));
+            }
         }
         for (i, visible) in self.key_visible.iter().enumerate() {
             if visible.is_none() {
@@ -84,44 +107,34 @@ impl Algebraic {
     }
 
     /// The stored column holding key `i`.
-    fn key_column(&self, plan: &StreamPlan, i: usize) -> String {
+    pub(super) fn key_column(&self, plan: &StreamPlan, i: usize) -> String {
         match self.key_visible[i] {
             Some(v) => plan.visible[v].to_string(),
             None => quote_ident(&hidden_key(i)),
         }
     }
 
-    /// `SELECT keys, count, n_j, s_j` aggregates over input alias `x` (full or delta).
-    fn state_sums(&self, input: &str) -> String {
+    /// When a row of alias `x` counts for aggregate `agg`: its argument is not NULL and its
+    /// FILTER holds.
+    pub(super) fn counted(agg: &AggState) -> String {
         let col = |i: usize| format!("x.{}", column(i));
-        let mut items: Vec<String> = (0..self.keys)
-            .map(|i| format!("{} AS k{i}", col(i)))
-            .collect();
-        items.push(format!("COALESCE(sum(x.{WEIGHT}), 0)::bigint AS cnt"));
-        for (j, agg) in self.aggs.iter().enumerate() {
-            let mut conds: Vec<String> = Vec::new();
-            if let Some(a) = agg.arg {
-                conds.push(format!("{} IS NOT NULL", col(a)));
-            }
-            if let Some(f) = agg.filter {
-                conds.push(format!("{} IS TRUE", col(f)));
-            }
-            let cond = if conds.is_empty() {
-                "true".to_string()
-            } else {
-                conds.join(" AND ")
-            };
-            items.push(format!(
-                "COALESCE(sum(CASE WHEN {cond} THEN x.{WEIGHT} ELSE 0 END), 0)::bigint AS n{j}"
-            ));
-            if let (true, Some(a)) = (agg.kind.has_sum(), agg.arg) {
-                items.push(format!(
-                    "sum(CASE WHEN {cond} THEN x.{WEIGHT} * ({})::numeric END) AS s{j}",
-                    col(a)
-                ));
-            }
+        let mut conds: Vec<String> = Vec::new();
+        if let Some(a) = agg.arg {
+            conds.push(format!("{} IS NOT NULL", col(a)));
         }
-        let group = if self.keys == 0 {
+        if let Some(f) = agg.filter {
+            conds.push(format!("{} IS TRUE", col(f)));
+        }
+        if conds.is_empty() {
+            "true".to_string()
+        } else {
+            conds.join(" AND ")
+        }
+    }
+
+    /// ` GROUP BY 1, .., k` over the keys (empty for a whole-table aggregate).
+    pub(super) fn group_by_keys(&self) -> String {
+        if self.keys == 0 {
             String::new()
         } else {
             format!(
@@ -131,27 +144,69 @@ impl Algebraic {
                     .collect::<Vec<_>>()
                     .join(", ")
             )
-        };
-        format!("SELECT {} FROM ({input}) x{group}", items.join(", "))
+        }
     }
 
-    /// The visible value of aggregate `j` from its state: `n` its count, `s` its sum (SQL).
-    fn agg_value(&self, j: usize, n: &str, s: &str) -> String {
+    /// `SELECT keys, count, n_j, s_j, p_j, q_j` aggregates over input alias `x` (full or
+    /// delta); `p_j` / `q_j` are the extreme values inserted / deleted for MIN and MAX (`q_j`
+    /// only for a delta).
+    fn state_sums(&self, input: &str, delta: bool) -> String {
+        let col = |i: usize| format!("x.{}", column(i));
+        let mut items: Vec<String> = (0..self.keys)
+            .map(|i| format!("{} AS k{i}", col(i)))
+            .collect();
+        items.push(format!("COALESCE(sum(x.{WEIGHT}), 0)::bigint AS cnt"));
+        for (j, agg) in self.aggs.iter().enumerate() {
+            let cond = Self::counted(agg);
+            items.push(format!(
+                "COALESCE(sum(CASE WHEN {cond} THEN x.{WEIGHT} ELSE 0 END), 0)::bigint AS n{j}"
+            ));
+            if let (true, Some(a)) = (agg.kind.has_sum(), agg.arg) {
+                items.push(format!(
+                    "sum(CASE WHEN {cond} THEN x.{WEIGHT} * ({})::numeric END) AS s{j}",
+                    col(a)
+                ));
+            }
+            if let (Some((aggregate, _)), Some(a)) = (agg.kind.extreme(), agg.arg) {
+                items.push(format!(
+                    "pg_catalog.{aggregate}(CASE WHEN {cond} AND x.{WEIGHT} > 0 THEN {} END) AS p{j}",
+                    col(a)
+                ));
+                if delta {
+                    items.push(format!(
+                        "pg_catalog.{aggregate}(CASE WHEN {cond} AND x.{WEIGHT} < 0 THEN {} END) AS q{j}",
+                        col(a)
+                    ));
+                }
+            }
+        }
+        format!(
+            "SELECT {} FROM ({input}) x{}",
+            items.join(", "),
+            self.group_by_keys()
+        )
+    }
+
+    /// The visible value of aggregate `j` from its state: `n` its count, `s` its sum, `m` its
+    /// extreme (SQL).
+    fn agg_value(&self, j: usize, n: &str, s: &str, m: &str) -> String {
         let agg = &self.aggs[j];
         let value = match agg.kind {
             AggKind::CountStar | AggKind::Count => n.to_string(),
             AggKind::Sum => format!("CASE WHEN {n} > 0 THEN {s} END"),
             AggKind::Avg => format!("CASE WHEN {n} > 0 THEN {s} / {n} END"),
+            AggKind::Min | AggKind::Max => m.to_string(),
         };
         format!("({value})::{}", agg.result_type)
     }
 
-    /// The visible columns, given SQL for each key, each aggregate's count and each sum.
-    fn visible_with(
+    /// The visible columns, given SQL for each key and each aggregate's count, sum and extreme.
+    pub(super) fn visible_with(
         &self,
         key: &dyn Fn(usize) -> String,
         n: &dyn Fn(usize) -> String,
         s: &dyn Fn(usize) -> String,
+        m: &dyn Fn(usize) -> String,
     ) -> Vec<String> {
         self.targets
             .iter()
@@ -161,18 +216,21 @@ impl Algebraic {
                         key(i)
                     } else {
                         let j = i - self.keys;
-                        self.agg_value(j, &n(j), &s(j))
+                        self.agg_value(j, &n(j), &s(j), &m(j))
                     }
                 })
             })
             .collect()
     }
 
-    /// The visible columns from the state columns of alias `g` (k{i}, n{j}, s{j}).
+    /// The visible columns from the state columns of alias `g` (k{i}, n{j}, s{j}, p{j}).
     fn visible_values(&self, g: &str) -> Vec<String> {
-        self.visible_with(&|i| format!("{g}.k{i}"), &|j| format!("{g}.n{j}"), &|j| {
-            format!("{g}.s{j}")
-        })
+        self.visible_with(
+            &|i| format!("{g}.k{i}"),
+            &|j| format!("{g}.n{j}"),
+            &|j| format!("{g}.s{j}"),
+            &|j| format!("{g}.p{j}"),
+        )
     }
 
     /// Stored hidden values (after the row id) from alias `g`, matching `hidden_columns`.
@@ -182,6 +240,9 @@ impl Algebraic {
             vals.push(format!("{g}.n{j}"));
             if agg.kind.has_sum() {
                 vals.push(format!("{g}.s{j}"));
+            }
+            if agg.kind.extreme().is_some() {
+                vals.push(format!("{g}.p{j}"));
             }
         }
         for (i, visible) in self.key_visible.iter().enumerate() {
@@ -204,7 +265,7 @@ impl Algebraic {
             "{}SELECT {} FROM ({}) g",
             body.with_ctes(&[]),
             items.join(", "),
-            self.state_sums(&body.body)
+            self.state_sums(&body.body, false)
         )
     }
 
@@ -218,9 +279,10 @@ impl Algebraic {
 
     /// One statement: an `UPDATE ... FROM` adds each changed group's delta to its state, an
     /// `INSERT` creates the groups it did not find; it returns how many groups were updated and
-    /// inserted and the ids of those whose count reached zero, which a second statement deletes
-    /// (a whole-table aggregate keeps its row). (An `INSERT ... ON CONFLICT DO UPDATE` did the
-    /// same with one more WAL record per group, for locking the row before updating it.)
+    /// inserted, the ids of those whose count reached zero, which a second statement deletes
+    /// (a whole-table aggregate keeps its row), and the keys of groups whose MIN or MAX may
+    /// have been deleted, which a third statement recomputes. (An `INSERT ... ON CONFLICT DO
+    /// UPDATE` did the same with one more WAL record per group, for locking the row first.)
     pub fn apply(&self, plan: &StreamPlan, delta: &Rendered) -> Apply {
         let table = &plan.table;
         let d = (
@@ -228,7 +290,7 @@ impl Algebraic {
             format!(
                 "SELECT g.*, {} AS rid FROM ({}) g",
                 row_id(&self.key_refs("g")),
-                self.state_sums(&delta.body)
+                self.state_sums(&delta.body, true)
             ),
         );
         let mut changed = vec!["d.cnt <> 0".to_string()];
@@ -240,12 +302,17 @@ impl Algebraic {
                 changed.push(format!("COALESCE(d.s{j}, 0) <> 0"));
                 set.push(format!("{s} = {}", Self::summed(j), s = s_col(j)));
             }
+            if let Some(extreme) = self.extreme(j) {
+                changed.push(format!("d.p{j} IS NOT NULL OR d.q{j} IS NOT NULL"));
+                set.push(format!("{} = {extreme}", m_col(j)));
+            }
         }
         let changed = format!("({})", changed.join(" OR "));
         let visible = self.visible_with(
             &|i| format!("d.k{i}"),
             &|j| format!("(t.{n} + d.n{j})", n = n_col(j)),
             &|j| format!("({})", Self::summed(j)),
+            &|j| format!("({})", self.extreme(j).unwrap_or_default()),
         );
         set.extend(
             plan.visible
@@ -259,31 +326,67 @@ impl Algebraic {
                 .collect::<Vec<_>>()
                 .join(" AND ")
         };
+        // RETURNING sees the new row: its extreme is least(old, inserted) unless emptied
+        let stale = self.deleted_extreme(&|j| format!("t.{}", m_col(j)));
         let update = format!(
             "UPDATE {table} AS t SET {set} FROM d WHERE {matched} AND {changed}\n\
-             RETURNING t.{ROW_ID}, t.{COUNT} AS cnt{keys}",
+             RETURNING t.{ROW_ID}, t.{COUNT} AS cnt{keys}{stale}",
             set = set.join(", "),
             matched = same_group("t", &|i| format!("t.{}", self.key_column(plan, i))),
             keys = (0..self.keys)
                 .map(|i| format!(", t.{} AS k{i}", self.key_column(plan, i)))
                 .collect::<String>(),
+            stale = stale
+                .as_ref()
+                .map(|s| format!(", COALESCE({s}, false) AS stale"))
+                .unwrap_or_default(),
         );
         let mut values = self.visible_values("d");
         values.push("d.rid".to_string());
         values.extend(self.hidden_values("d"));
+        let new_group = format!(
+            "d.cnt > 0 AND {changed} AND NOT EXISTS (SELECT 1 FROM up WHERE {})",
+            same_group("up", &|i| format!("up.k{i}"))
+        );
         let insert = format!(
-            "INSERT INTO {table} ({stored}) SELECT {values} FROM d WHERE {changed}\n\
-             AND NOT EXISTS (SELECT 1 FROM up WHERE {matched}) RETURNING 1",
+            "INSERT INTO {table} ({stored}) SELECT {values} FROM d WHERE {new_group} RETURNING 1",
             stored = plan.stored_columns().join(", "),
             values = values.join(", "),
-            matched = same_group("up", &|i| format!("up.k{i}")),
         );
-        // one summary row instead of one row per group: the emptied groups' ids as text
-        let mut upsert_sql =
-            delta.with_ctes(&[d, ("up".to_string(), update), ("ins".to_string(), insert)]);
+        let mut ctes = vec![d, ("up".to_string(), update), ("ins".to_string(), insert)];
+        if stale.is_some() {
+            let keys = |alias: &str| {
+                (0..self.keys)
+                    .map(|i| format!("{alias}.k{i}"))
+                    .chain(std::iter::once("1".to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            // a new group's extreme is the inserted one, unless the window also deleted it
+            let new_stale = self
+                .deleted_extreme(&|j| format!("d.p{j}"))
+                .unwrap_or_default();
+            ctes.push((
+                "stale".to_string(),
+                format!(
+                    "SELECT {} FROM up WHERE up.stale\n\
+                     UNION ALL SELECT {} FROM d WHERE {new_group} AND ({new_stale})",
+                    keys("up"),
+                    keys("d")
+                ),
+            ));
+        }
+        // one summary row instead of one row per group: the emptied groups' ids as text, and
+        // the groups to recompute
+        let mut upsert_sql = delta.with_ctes(&ctes);
         upsert_sql.push_str(&format!(
             "SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM ins), \
-             (SELECT array_agg(up.{ROW_ID}) FILTER (WHERE up.cnt = 0) FROM up)::text"
+             (SELECT array_agg(up.{ROW_ID}) FILTER (WHERE up.cnt = 0) FROM up)::text{}",
+            if stale.is_some() {
+                self.stale_summary()
+            } else {
+                String::new()
+            }
         ));
         let delete_sql = (self.keys > 0).then(|| {
             format!("DELETE FROM {table} t WHERE t.{ROW_ID} = ANY($1::bigint[]) AND t.{COUNT} = 0 RETURNING 1")
@@ -291,6 +394,8 @@ impl Algebraic {
         Apply::Upsert {
             upsert_sql,
             delete_sql,
+            extremes_sql: stale.map(|_| self.recompute_extremes(plan)),
+            key_count: self.keys,
         }
     }
 

@@ -2,9 +2,11 @@
 //! duplicates are stored as copies. The delta's net weight per distinct row says how many
 //! copies to add or remove; copies are found by row id, then compared by their text form (so
 //! an UPDATE from `1.0` to `1.00` replaces the copy, although the two are equal as numbers).
+//! A delta known to hold only insertions (an append-only source) is inserted as it comes, with
+//! no grouping and no look at the stored rows.
 
 use super::{consolidated_delta, counts_select, row_id, row_image, StreamPlan, ROW_ID};
-use crate::sql::render::{column, Rendered};
+use crate::sql::render::{column, Rendered, WEIGHT};
 
 pub fn full_sql(canonical: &str, visible: &[String]) -> String {
     format!(
@@ -49,5 +51,28 @@ pub fn apply_sql(plan: &StreamPlan, delta: &Rendered) -> String {
         d_cols.join(", "),
     ));
     sql.push_str(&counts_select(&["del", "ins"]));
+    sql
+}
+
+/// The apply statement for a delta whose weights are all positive.
+pub fn insert_only_sql(plan: &StreamPlan, delta: &Rendered) -> String {
+    let table = &plan.table;
+    let x_cols: Vec<String> = (0..plan.visible.len())
+        .map(|i| format!("x.{}", column(i)))
+        .collect();
+    let visible: Vec<String> = plan.visible.iter().map(|v| v.to_string()).collect();
+    let ins = (
+        "ins".to_string(),
+        format!(
+            "INSERT INTO {table} ({}, {ROW_ID}) SELECT {}, {} FROM ({}) x \
+             CROSS JOIN LATERAL pg_catalog.generate_series(1, x.{WEIGHT}) RETURNING 1",
+            visible.join(", "),
+            x_cols.join(", "),
+            row_id(&x_cols),
+            delta.body
+        ),
+    );
+    let mut sql = delta.with_ctes(&[ins]);
+    sql.push_str(&counts_select(&["ins"]));
     sql
 }

@@ -5,12 +5,14 @@
 //! - `linear`: no grouping or DISTINCT; rows are stored with their multiplicity as copies.
 //! - `distinct`: SELECT DISTINCT; each row keeps the number of input rows behind it.
 //! - `algebraic`: GROUP BY (or a whole-table aggregate) whose aggregates are COUNT, SUM and AVG
-//!   over exact numbers; per-group state is updated from the delta alone.
-//! - `recompute`: everything else that groups by visible columns (MIN, MAX, string_agg, HAVING,
+//!   over exact numbers, and MIN and MAX (`extremes`); per-group state is updated from the
+//!   delta alone, except the groups whose MIN or MAX was deleted, which are recomputed.
+//! - `recompute`: everything else that groups by visible columns (string_agg, HAVING,
 //!   DISTINCT ON ...): only the groups the delta touches are recomputed from the query.
 
 mod algebraic;
 mod distinct;
+mod extremes;
 mod linear;
 mod recompute;
 pub mod shape;
@@ -79,10 +81,16 @@ pub enum Apply {
     },
     /// Run `upsert_sql`, which returns one row: groups updated, groups inserted, and the row
     /// ids whose count reached zero as a `bigint[]` in text form (NULL when none); then, when
-    /// given and that list is not NULL, `delete_sql` with `$1` = that text.
+    /// given and that list is not NULL, `delete_sql` with `$1` = that text. With
+    /// `extremes_sql`, the row goes on: the number of groups whose MIN or MAX must be
+    /// recomputed, then per key column (`key_count`) the `text[]` of their values in text form
+    /// and whether a NULL is among them; when that number is not 0, `extremes_sql` runs with
+    /// those as `$1..$n` (text) and `$(n+1)..$(2n)` (boolean).
     Upsert {
         upsert_sql: String,
         delete_sql: Option<String>,
+        extremes_sql: Option<String>,
+        key_count: usize,
     },
 }
 
@@ -196,6 +204,18 @@ impl StreamPlan {
             Strategy::Distinct => Apply::Statement(distinct::apply_sql(self, &delta)),
             Strategy::Algebraic(a) => a.apply(self, &delta),
             Strategy::Recompute(r) => r.apply(self, &delta),
+        }
+    }
+
+    /// As `apply`, for a delta known to hold only insertions (every source's change in the
+    /// window is inserted rows): ungrouped results insert them without looking at stored rows.
+    pub fn apply_insertions(&self, delta_body: &Rel) -> Apply {
+        match &self.strategy {
+            Strategy::Linear => Apply::Statement(linear::insert_only_sql(
+                self,
+                &render(delta_body, &self.sources),
+            )),
+            _ => self.apply(delta_body),
         }
     }
 }

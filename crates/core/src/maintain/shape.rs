@@ -17,6 +17,8 @@ pub struct AggCall {
     pub arg: Option<Expr>,
     /// Whether the argument type is an exact number (int2, int4, int8, numeric).
     pub arg_is_exact: bool,
+    /// Whether the argument has a collation (text and the like).
+    pub arg_collatable: bool,
     pub filter: Option<Expr>,
     pub result_type: String,
 }
@@ -151,6 +153,8 @@ fn algebraic(
             (Some("count"), false) => AggKind::Count,
             (Some("sum"), false) if agg.arg_is_exact => AggKind::Sum,
             (Some("avg"), false) if agg.arg_is_exact => AggKind::Avg,
+            (Some("min"), false) if !agg.arg_collatable => AggKind::Min,
+            (Some("max"), false) if !agg.arg_collatable => AggKind::Max,
             _ => return None,
         };
         let arg = match &agg.arg {
@@ -208,6 +212,7 @@ mod tests {
             ordered: false,
             arg: (!star).then_some(Expr::Col(1)),
             arg_is_exact: exact,
+            arg_collatable: false,
             filter: None,
             result_type: "numeric".into(),
         }
@@ -242,12 +247,14 @@ mod tests {
     }
 
     #[test]
-    fn count_sum_avg_are_algebraic() {
+    fn count_sum_avg_min_max_are_algebraic() {
         let shape = grouped(
             vec![
                 agg("count", true, false),
                 agg("sum", false, true),
                 agg("avg", false, true),
+                agg("min", false, false),
+                agg("max", false, true),
             ],
             false,
         );
@@ -256,9 +263,11 @@ mod tests {
     }
 
     #[test]
-    fn min_float_sums_and_having_recompute_groups() {
+    fn collated_min_float_sums_and_having_recompute_groups() {
+        let mut text_min = agg("min", false, false);
+        text_min.arg_collatable = true;
         for shape in [
-            grouped(vec![agg("min", false, true)], false),
+            grouped(vec![text_min], false),
             grouped(vec![agg("sum", false, false)], false),
             grouped(vec![agg("count", true, false)], true),
         ] {
@@ -269,7 +278,7 @@ mod tests {
 
     #[test]
     fn hidden_group_keys_need_the_algebraic_strategy() {
-        let mut shape = grouped(vec![agg("max", false, true)], false);
+        let mut shape = grouped(vec![agg("string_agg", false, false)], false);
         shape.targets.remove(0);
         assert!(choose(&shape).unwrap_err().contains("GROUP BY key"));
         let mut shape = grouped(vec![agg("sum", false, true)], false);

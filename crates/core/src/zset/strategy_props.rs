@@ -246,6 +246,32 @@ fn scenario() -> impl Strategy<Value = (Rel, Refresh, usize)> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
+    /// Append-only apply: where a pruned delta tree says it only adds, insertions into the
+    /// sources give contributions that are all positive, so they can be inserted as they come.
+    #[test]
+    fn insertions_give_positive_contributions_where_the_tree_only_adds(
+        (q, mut r) in (tree(), refresh()),
+    ) {
+        for (i, change) in r.changes.iter_mut().enumerate() {
+            let mut inserted = ZSet::new();
+            for (row, w) in change.iter().filter(|(_, w)| *w > 0) {
+                inserted.add(row.clone(), w);
+            }
+            let mut new = r.old[i].clone();
+            new.add_all(&inserted, 1);
+            r.new[i] = new;
+            *change = inserted;
+        }
+        let Some(pruned) = prune(&delta(&q), &|s| r.is_changed(s)) else {
+            return Ok(());
+        };
+        if pruned.only_adds() {
+            for (row, w) in contributions(&pruned, &r.db_new()) {
+                prop_assert!(w > 0, "{:?} with weight {} from {:?}", row, w, pruned);
+            }
+        }
+    }
+
     /// Recompute: groups whose rows changed are among the keys ΔQ names.
     #[test]
     fn changed_groups_are_named_by_the_delta((q, r, mask) in scenario()) {
