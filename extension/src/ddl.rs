@@ -49,7 +49,11 @@ impl Drop for OwnDdl {
 #[pg_extern]
 fn _pgt_after_drop() {
     (|| -> PgtResult<()> {
-        store::forget_dropped()?;
+        // the capture of what a dropped stream table read follows the remaining dependants
+        // (fewer columns, or append-only now), or goes
+        for relid in store::forget_dropped()? {
+            crate::cdc::sync_source(relid)?;
+        }
         crate::cdc::prune_unused()?;
         check_capture_intact()?;
         let remaining = store::all()?;

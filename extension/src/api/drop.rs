@@ -46,5 +46,5 @@ fn drop_impl(name: Option<&str>, cascade: bool) -> PgtResult<()> {
         &format!("DROP TABLE {} {behaviour}", st.qualified_name()),
         &[],
     )?;
-    store::forget_dropped()
+    store::forget_dropped().map(|_| ())
 }

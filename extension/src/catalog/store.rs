@@ -409,18 +409,23 @@ pub fn set_maintenance(
 
 /// Remove catalog rows whose table no longer exists (after DROP TABLE, DROP SCHEMA CASCADE,
 /// or a source dropped with CASCADE). Safe to call at any time.
-pub fn forget_dropped() -> PgtResult<()> {
+pub fn forget_dropped() -> PgtResult<Vec<pg_sys::Oid>> {
     as_extension_owner(|| {
-        run(
-            "DELETE FROM pgtrickle.pgt_stream_tables s
-             WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.pgt_relid)",
+        // the sources the dropped stream tables captured (their rows are still visible here)
+        let sources = oids(
+            "WITH gone AS (DELETE FROM pgtrickle.pgt_stream_tables s
+                           WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.pgt_relid)
+                           RETURNING s.pgt_id)
+             SELECT array_agg(DISTINCT d.source_relid) FROM pgtrickle.pgt_dependencies d
+             JOIN gone USING (pgt_id) WHERE d.columns IS NOT NULL",
             &[],
         )?;
         run(
             "DELETE FROM pgtrickle.pgt_dependencies d
              WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = d.source_relid)",
             &[],
-        )
+        )?;
+        Ok(sources)
     })
 }
 

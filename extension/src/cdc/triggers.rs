@@ -139,27 +139,41 @@ pub fn install(
         &format!("REVOKE ALL ON FUNCTION {function}() FROM PUBLIC"),
         &[],
     )?;
+    // an append-only capture writes only a reset marker on UPDATE and DELETE: those triggers
+    // need no transition tables, which PostgreSQL would otherwise fill with every changed row
+    let (old_rows, old_and_new_rows) = if append_only {
+        ("", "")
+    } else {
+        (
+            "REFERENCING OLD TABLE AS __pgt_old",
+            "REFERENCING OLD TABLE AS __pgt_old NEW TABLE AS __pgt_new",
+        )
+    };
     let triggers = [
         ("ins", "INSERT", "REFERENCING NEW TABLE AS __pgt_new"),
-        (
-            "upd",
-            "UPDATE",
-            "REFERENCING OLD TABLE AS __pgt_old NEW TABLE AS __pgt_new",
-        ),
-        ("del", "DELETE", "REFERENCING OLD TABLE AS __pgt_old"),
+        ("upd", "UPDATE", old_and_new_rows),
+        ("del", "DELETE", old_rows),
         ("trunc", "TRUNCATE", ""),
     ];
     for table in tree_members(relid, source)? {
         let mut enable = Vec::new();
         for (suffix, event, referencing) in triggers {
             let name = format!("{CAPTURE_TRIGGER_PREFIX}{suffix}");
-            let exists = query_one::<bool>(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
-                                WHERE tgrelid = $1::pg_catalog.regclass AND tgname = $2)",
-                &[table.as_str().into(), name.as_str().into()],
-            )?
-            .unwrap_or(false);
-            if !exists {
+            // whether it exists, and with the transition tables wanted
+            let found = query_one::<bool>(
+                "SELECT (tgoldtable IS NOT NULL OR tgnewtable IS NOT NULL) = ($3 <> '')
+                 FROM pg_catalog.pg_trigger
+                 WHERE tgrelid = $1::pg_catalog.regclass AND tgname = $2",
+                &[
+                    table.as_str().into(),
+                    name.as_str().into(),
+                    referencing.into(),
+                ],
+            )?;
+            if found == Some(false) {
+                run(&format!("DROP TRIGGER {name} ON {table}"), &[])?;
+            }
+            if found != Some(true) {
                 run(
                     &format!(
                         "CREATE TRIGGER {name} AFTER {event} ON {table} {referencing} \
