@@ -448,6 +448,77 @@ fn unsupported_constructs_are_named_and_auto_falls_back_to_full() {
 }
 
 #[test]
+fn a_query_reading_current_date_is_maintained_until_the_date_changes() {
+    let db = TestDb::new("differential_current_date");
+    let mut client = db.connect();
+    // two time zones 26 hours apart always see different dates
+    client
+        .batch_execute(
+            "SET TimeZone = 'Etc/GMT+12';
+             CREATE TABLE visits (id int PRIMARY KEY, day date NOT NULL, region text);
+             INSERT INTO visits SELECT i, CURRENT_DATE + (i % 5) - 2, 'r' || (i % 3)
+             FROM generate_series(1, 40) i;",
+        )
+        .expect("setup");
+    let upcoming = "SELECT region, count(*) AS n, min(day) AS first FROM visits \
+                    WHERE day >= CURRENT_DATE GROUP BY region";
+    client
+        .execute(
+            "SELECT pgtrickle.create_stream_table('upcoming', $1, refresh_mode => 'DIFFERENTIAL')",
+            &[&upcoming],
+        )
+        .expect("create");
+    let mut next = 100;
+    let mut change = |client: &mut Client| {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO visits VALUES ({next}, CURRENT_DATE, 'r1'), ({}, CURRENT_DATE + 1, 'r9');
+                 DELETE FROM visits WHERE id = {};",
+                next + 1,
+                next - 97
+            ))
+            .expect("change");
+        next += 2;
+    };
+    for zone in ["Etc/GMT+12", "Etc/GMT-14", "Etc/GMT-14", "Etc/GMT+12"] {
+        client
+            .batch_execute(&format!("SET TimeZone = '{zone}'"))
+            .expect("time zone");
+        let date_moved = last_refresh(&mut client, "upcoming").0.is_some() && {
+            let moved: bool = client
+                .query_one(
+                    "SELECT frontier_date <> CURRENT_DATE FROM pgtrickle.pgt_stream_tables \
+                     WHERE pgt_name = 'upcoming'",
+                    &[],
+                )
+                .expect("frontier date")
+                .get(0);
+            moved
+        };
+        change(&mut client);
+        client
+            .batch_execute("SELECT pgtrickle.refresh_stream_table('upcoming')")
+            .expect("refresh");
+        assert_oracle(&mut client, "upcoming", upcoming);
+        let (mode, reason) = last_refresh(&mut client, "upcoming");
+        if date_moved {
+            assert_eq!(mode.as_deref(), Some("FULL"), "{zone}");
+            assert!(reason.unwrap_or_default().contains("date changed"));
+        } else {
+            assert_eq!(mode.as_deref(), Some("DIFFERENTIAL"), "{zone}");
+        }
+        // no change, same date: nothing to do
+        client
+            .batch_execute("SELECT pgtrickle.refresh_stream_table('upcoming')")
+            .expect("refresh");
+        assert_eq!(
+            last_refresh(&mut client, "upcoming").0.as_deref(),
+            Some("NOOP")
+        );
+    }
+}
+
+#[test]
 fn a_refresh_touches_only_rows_whose_result_changes() {
     let db = TestDb::new("differential_touch");
     let mut client = db.connect();

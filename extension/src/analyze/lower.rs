@@ -32,6 +32,8 @@ pub struct LoweredSource {
 pub struct Lowered {
     pub shape: QueryShape,
     pub sources: Vec<LoweredSource>,
+    /// The query reads CURRENT_DATE (and no other clock): maintainable while the date stays.
+    pub reads_current_date: bool,
 }
 
 type Unsupported = String;
@@ -64,10 +66,13 @@ pub fn lower_query(text: &str) -> PgtResult<Result<Lowered, Blocker>> {
                 time_dependent: false,
             }),
             Ok(_) if lowerer.time_dependent.get() => Err(Blocker {
-                construct: "a time-dependent function such as now() or CURRENT_DATE".into(),
+                construct: "a time-dependent function such as now() or CURRENT_TIMESTAMP".into(),
                 time_dependent: true,
             }),
-            Ok(lowered) => Ok(lowered),
+            Ok(lowered) => Ok(Lowered {
+                reads_current_date: lowerer.reads_current_date.get(),
+                ..lowered
+            }),
         })
     }
 }
@@ -79,6 +84,7 @@ struct Lowerer {
     placed: BTreeMap<i32, (usize, usize)>,
     sources: Vec<LoweredSource>,
     time_dependent: std::cell::Cell<bool>,
+    reads_current_date: std::cell::Cell<bool>,
 }
 
 /// What the mutator replaces while deparsing one expression.
@@ -169,7 +175,14 @@ unsafe extern "C-unwind" fn replace_references(
             };
         }
         if pgrx::is_a(node, pg_sys::NodeTag::T_SQLValueFunction) {
-            ctx.lowerer.time_dependent.set(true);
+            // CURRENT_DATE changes once a day: a refresh on the same date can apply a delta
+            if (*node.cast::<pg_sys::SQLValueFunction>()).op
+                == pg_sys::SQLValueFunctionOp::SVFOP_CURRENT_DATE
+            {
+                ctx.lowerer.reads_current_date.set(true);
+            } else {
+                ctx.lowerer.time_dependent.set(true);
+            }
         }
         if pgrx::is_a(node, pg_sys::NodeTag::T_FuncExpr) {
             let funcid = (*node.cast::<pg_sys::FuncExpr>()).funcid;
@@ -241,6 +254,7 @@ impl Lowerer {
             placed: BTreeMap::new(),
             sources: Vec::new(),
             time_dependent: std::cell::Cell::new(false),
+            reads_current_date: std::cell::Cell::new(false),
         }
     }
 
@@ -342,6 +356,7 @@ impl Lowerer {
                     top,
                 },
                 sources: self.sources.clone(),
+                reads_current_date: false,
             })
         }
     }

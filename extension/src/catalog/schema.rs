@@ -56,6 +56,9 @@ CREATE TABLE pgtrickle.pgt_stream_tables (
     frontier_own_seq          bigint,
     frontier_lsn              pg_lsn,
     frontier_at               timestamptz,
+    -- for a query that reads CURRENT_DATE: its value when the last refresh ran; the query is
+    -- recomputed in full once it has changed, and maintained differentially in between
+    frontier_date             date,
     created_at                timestamptz NOT NULL DEFAULT now(),
     last_refreshed_at         timestamptz,
     -- the last refresh that inserted, updated or deleted rows

@@ -70,6 +70,8 @@ pub struct Frontier {
     pub snapshot: String,
     pub own_xid: Option<String>,
     pub own_seq: Option<i64>,
+    /// CURRENT_DATE when it was recorded (text).
+    pub date: Option<String>,
 }
 
 /// Everything one refresh needs, in one read: the catalog row, the table's owner and whether
@@ -82,7 +84,7 @@ const SELECT_COLUMNS: &str =
      s.frontier::text, s.frontier_own_xid::text, s.frontier_own_seq, \
      ARRAY(SELECT d.source_relid FROM pgtrickle.pgt_dependencies d \
            WHERE d.pgt_id = s.pgt_id AND d.columns IS NOT NULL ORDER BY d.source_relid), \
-     s.consecutive_failures, s.differential_blocker";
+     s.consecutive_failures, s.differential_blocker, s.frontier_date::text";
 
 fn corrupt(what: &str) -> CoreError {
     CoreError::internal(format!("pg_trickle catalog row has an invalid {what}"))
@@ -185,6 +187,7 @@ fn load_rows(
                             snapshot,
                             own_xid: row.get::<String>(20).ok().flatten(),
                             own_seq: row.get::<i64>(21).ok().flatten(),
+                            date: row.get::<String>(25).ok().flatten(),
                         }),
                     captured_sources: row
                         .get::<Vec<pg_sys::Oid>>(22)

@@ -45,6 +45,7 @@ pub fn build_plan(
         body,
         strategy,
         canonical_sql: canonical.to_string(),
+        reads_current_date: lowered.reads_current_date,
     })
 }
 
@@ -110,6 +111,22 @@ fn pending_flags(
         .collect())
 }
 
+/// Whether `st` reads CURRENT_DATE and the date is not the one of its last refresh: then its
+/// result may differ although no source changed, and its delta rules do not hold.
+fn date_changed(st: &StreamTable, previous: &Frontier) -> PgtResult<bool> {
+    let Some(date) = &previous.date else {
+        return Ok(false);
+    };
+    if !super::planned(st)?.reads_current_date {
+        return Ok(false);
+    }
+    Ok(crate::pg::query_one::<bool>(
+        "SELECT $1::pg_catalog.date <> CURRENT_DATE",
+        &[date.as_str().into()],
+    )?
+    .unwrap_or(true))
+}
+
 /// Whether the window of any of `buffers` holds a deleted row (of an UPDATE or DELETE that a
 /// source's capture recorded for a dependant that is not append-only).
 fn deletes_pending(
@@ -141,6 +158,9 @@ pub fn has_pending_changes(st: &StreamTable) -> PgtResult<bool> {
     let Some(previous) = &st.frontier else {
         return Ok(true);
     };
+    if date_changed(st, previous)? {
+        return Ok(true);
+    }
     let snapshot = PinnedSnapshot::take();
     Ok(pending_flags(&snapshot, st, previous)?
         .into_iter()
@@ -157,6 +177,16 @@ pub fn refresh(st: &StreamTable, started: Instant) -> PgtResult<Outcome> {
             started,
         );
     };
+    if date_changed(st, &previous)? {
+        return full::refresh(
+            st,
+            Some(&super::planned(st)?),
+            Some(
+                "the query reads CURRENT_DATE, and the date changed since the last refresh".into(),
+            ),
+            started,
+        );
+    }
     let relids = &st.captured_sources;
     let snapshot = PinnedSnapshot::take();
     let window = frontier::window_parameterized();

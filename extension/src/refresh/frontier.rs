@@ -144,6 +144,7 @@ pub fn record(
                  frontier_lsn = CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
                                      ELSE pg_catalog.pg_current_wal_insert_lsn() END,
                  frontier_at = pg_catalog.statement_timestamp(),
+                 frontier_date = CASE WHEN defining_query LIKE '%CURRENT_DATE%' THEN CURRENT_DATE END,
                  last_refreshed_at = pg_catalog.clock_timestamp()
              WHERE pgt_id = $1 RETURNING frontier, frontier_own_xid),{HISTORY_CTES}{cleanups}
          SELECT count(*) FROM rec"

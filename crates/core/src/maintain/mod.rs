@@ -64,6 +64,8 @@ pub struct StreamPlan {
     pub strategy: Strategy,
     /// The defining query, schema-qualified.
     pub canonical_sql: String,
+    /// The query reads CURRENT_DATE: its delta holds only while the date stays the same.
+    pub reads_current_date: bool,
 }
 
 /// A statement to run, and whether it takes the recompute strategy's key arrays.
