@@ -7,6 +7,9 @@
 //!
 //! `n' = n + Σ w·[x IS NOT NULL ∧ filter]`, `s' = s + Σ w·x·[…]`, `count(*)' = count(*) + Σ w`.
 //!
+//! A state is not stored twice: an unfiltered COUNT(*) is `__pgt_count`, and a COUNT or SUM
+//! that is itself an output column keeps its `n` or `s` in that column.
+//!
 //! Visible values: COUNT = n; SUM = s when n > 0 else NULL; AVG = s / n. A group whose
 //! `__pgt_count` reaches 0 is deleted (a whole-table aggregate keeps its single row). Floating
 //! point sums are not exact under reordering and use the recompute strategy instead.
@@ -87,11 +90,69 @@ impl AggKind {
 }
 
 impl Algebraic {
+    /// Whether aggregate `j` counts every row (COUNT(*) without FILTER): its `n` is the
+    /// group's row count.
+    fn counts_rows(&self, j: usize) -> bool {
+        let agg = &self.aggs[j];
+        agg.kind == AggKind::CountStar && agg.filter.is_none()
+    }
+
+    /// The output column that is exactly aggregate `j`, for a COUNT (which then holds `n`) or
+    /// a SUM (which then holds `s`).
+    fn output_state(&self, j: usize) -> Option<usize> {
+        if !matches!(self.aggs[j].kind, AggKind::Count | AggKind::Sum) {
+            return None;
+        }
+        self.targets
+            .iter()
+            .position(|t| *t == Expr::Col(self.keys + j))
+    }
+
+    fn stores_n(&self, j: usize) -> bool {
+        !self.counts_rows(j)
+            && (self.aggs[j].kind != AggKind::Count || self.output_state(j).is_none())
+    }
+
+    fn stores_s(&self, j: usize) -> bool {
+        self.aggs[j].kind.has_sum()
+            && (self.aggs[j].kind != AggKind::Sum || self.output_state(j).is_none())
+    }
+
+    /// The stored column holding `n` of aggregate `j`.
+    pub(super) fn n_stored(&self, plan: &StreamPlan, j: usize) -> String {
+        if self.counts_rows(j) {
+            COUNT.to_string()
+        } else if let (AggKind::Count, Some(v)) = (self.aggs[j].kind, self.output_state(j)) {
+            plan.visible[v].to_string()
+        } else {
+            quote_ident(&n_col(j))
+        }
+    }
+
+    /// The stored column holding `s` of SUM or AVG aggregate `j`.
+    pub(super) fn s_stored(&self, plan: &StreamPlan, j: usize) -> String {
+        match (self.aggs[j].kind, self.output_state(j)) {
+            (AggKind::Sum, Some(v)) => plan.visible[v].to_string(),
+            _ => quote_ident(&s_col(j)),
+        }
+    }
+
+    /// `n` of aggregate `j` in state row `g` (of `state_sums`).
+    pub(super) fn n_of(&self, g: &str, j: usize) -> String {
+        if self.counts_rows(j) {
+            format!("{g}.cnt")
+        } else {
+            format!("{g}.n{j}")
+        }
+    }
+
     pub fn hidden_columns(&self) -> Vec<(String, String)> {
         let mut cols = vec![(COUNT.to_string(), "bigint".to_string())];
         for (j, agg) in self.aggs.iter().enumerate() {
-            cols.push((n_col(j), "bigint".to_string()));
-            if agg.kind.has_sum() {
+            if self.stores_n(j) {
+                cols.push((n_col(j), "bigint".to_string()));
+            }
+            if self.stores_s(j) {
                 cols.push((s_col(j), "numeric".to_string()));
             }
             if agg.kind.extreme().is_some() {
@@ -158,9 +219,11 @@ impl Algebraic {
         items.push(format!("COALESCE(sum(x.{WEIGHT}), 0)::bigint AS cnt"));
         for (j, agg) in self.aggs.iter().enumerate() {
             let cond = Self::counted(agg);
-            items.push(format!(
-                "COALESCE(sum(CASE WHEN {cond} THEN x.{WEIGHT} ELSE 0 END), 0)::bigint AS n{j}"
-            ));
+            if !self.counts_rows(j) {
+                items.push(format!(
+                    "COALESCE(sum(CASE WHEN {cond} THEN x.{WEIGHT} ELSE 0 END), 0)::bigint AS n{j}"
+                ));
+            }
             if let (true, Some(a)) = (agg.kind.has_sum(), agg.arg) {
                 items.push(format!(
                     "sum(CASE WHEN {cond} THEN x.{WEIGHT} * ({})::numeric END) AS s{j}",
@@ -227,7 +290,7 @@ impl Algebraic {
     fn visible_values(&self, g: &str) -> Vec<String> {
         self.visible_with(
             &|i| format!("{g}.k{i}"),
-            &|j| format!("{g}.n{j}"),
+            &|j| self.n_of(g, j),
             &|j| format!("{g}.s{j}"),
             &|j| format!("{g}.p{j}"),
         )
@@ -237,8 +300,10 @@ impl Algebraic {
     fn hidden_values(&self, g: &str) -> Vec<String> {
         let mut vals = vec![format!("{g}.cnt")];
         for (j, agg) in self.aggs.iter().enumerate() {
-            vals.push(format!("{g}.n{j}"));
-            if agg.kind.has_sum() {
+            if self.stores_n(j) {
+                vals.push(format!("{g}.n{j}"));
+            }
+            if self.stores_s(j) {
                 vals.push(format!("{g}.s{j}"));
             }
             if agg.kind.extreme().is_some() {
@@ -296,13 +361,19 @@ impl Algebraic {
         let mut changed = vec!["d.cnt <> 0".to_string()];
         let mut set = vec![format!("{COUNT} = t.{COUNT} + d.cnt")];
         for (j, agg) in self.aggs.iter().enumerate() {
-            changed.push(format!("d.n{j} <> 0"));
-            set.push(format!("{n} = t.{n} + d.n{j}", n = n_col(j)));
+            if !self.counts_rows(j) {
+                changed.push(format!("d.n{j} <> 0"));
+            }
+            if self.stores_n(j) {
+                set.push(format!("{n} = t.{n} + d.n{j}", n = n_col(j)));
+            }
             if agg.kind.has_sum() {
                 changed.push(format!("COALESCE(d.s{j}, 0) <> 0"));
-                set.push(format!("{s} = {}", Self::summed(j), s = s_col(j)));
             }
-            if let Some(extreme) = self.extreme(j) {
+            if self.stores_s(j) {
+                set.push(format!("{} = {}", s_col(j), self.summed(plan, j)));
+            }
+            if let Some(extreme) = self.extreme(plan, j) {
                 changed.push(format!("d.p{j} IS NOT NULL OR d.q{j} IS NOT NULL"));
                 set.push(format!("{} = {extreme}", m_col(j)));
             }
@@ -310,9 +381,9 @@ impl Algebraic {
         let changed = format!("({})", changed.join(" OR "));
         let visible = self.visible_with(
             &|i| format!("d.k{i}"),
-            &|j| format!("(t.{n} + d.n{j})", n = n_col(j)),
-            &|j| format!("({})", Self::summed(j)),
-            &|j| format!("({})", self.extreme(j).unwrap_or_default()),
+            &|j| format!("(t.{} + {})", self.n_stored(plan, j), self.n_of("d", j)),
+            &|j| format!("({})", self.summed(plan, j)),
+            &|j| format!("({})", self.extreme(plan, j).unwrap_or_default()),
         );
         set.extend(
             plan.visible
@@ -401,11 +472,12 @@ impl Algebraic {
 
     /// The new sum of aggregate `j` of stored group `t` changed by delta row `d`: NULL when
     /// nothing is counted.
-    fn summed(j: usize) -> String {
+    fn summed(&self, plan: &StreamPlan, j: usize) -> String {
         format!(
-            "CASE WHEN t.{n} + d.n{j} = 0 THEN NULL ELSE COALESCE(t.{s}, 0) + COALESCE(d.s{j}, 0) END",
-            n = n_col(j),
-            s = s_col(j)
+            "CASE WHEN t.{n} + {dn} = 0 THEN NULL ELSE COALESCE(t.{s}, 0) + COALESCE(d.s{j}, 0) END",
+            n = self.n_stored(plan, j),
+            dn = self.n_of("d", j),
+            s = self.s_stored(plan, j)
         )
     }
 }

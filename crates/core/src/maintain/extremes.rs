@@ -8,18 +8,19 @@
 //! Only types without a collation are maintained this way (the stored column would carry the
 //! default collation, not the source's); MIN and MAX of text recompute affected groups.
 
-use super::algebraic::{m_col, n_col, s_col, Algebraic};
+use super::algebraic::{m_col, Algebraic};
 use super::{row_id, StreamPlan, ROW_ID};
 use crate::sql::render::{column, render};
 
 impl Algebraic {
     /// For MIN or MAX aggregate `j`: the new extreme of stored group `t` changed by delta row
     /// `d` (before any recompute).
-    pub(super) fn extreme(&self, j: usize) -> Option<String> {
+    pub(super) fn extreme(&self, plan: &StreamPlan, j: usize) -> Option<String> {
         let (_, choose) = self.aggs[j].kind.extreme()?;
         Some(format!(
-            "CASE WHEN t.{n} + d.n{j} = 0 THEN NULL ELSE {choose}(t.{m}, d.p{j}) END",
-            n = n_col(j),
+            "CASE WHEN t.{n} + {dn} = 0 THEN NULL ELSE {choose}(t.{m}, d.p{j}) END",
+            n = self.n_stored(plan, j),
+            dn = self.n_of("d", j),
             m = m_col(j)
         ))
     }
@@ -75,8 +76,8 @@ impl Algebraic {
         }
         let visible = self.visible_with(
             &|i| format!("r.k{i}"),
-            &|j| format!("t.{}", n_col(j)),
-            &|j| format!("t.{}", s_col(j)),
+            &|j| format!("t.{}", self.n_stored(plan, j)),
+            &|j| format!("t.{}", self.s_stored(plan, j)),
             &|j| format!("r.m{j}"),
         );
         set.extend(
