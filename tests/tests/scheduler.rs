@@ -105,6 +105,54 @@ fn spec_pattern_4_fan_out_stays_fresh() {
 }
 
 #[test]
+fn idle_stream_tables_are_not_refreshed() {
+    let db = TestDb::scheduled("sched_idle");
+    let mut client = db.connect();
+    client
+        .batch_execute(
+            "CREATE TABLE visits (id int PRIMARY KEY, day date NOT NULL, n int);
+             INSERT INTO visits SELECT i, CURRENT_DATE + i % 3 - 1, i FROM generate_series(1, 30) i;",
+        )
+        .expect("setup");
+    let tables = [
+        ("by_day", "SELECT day, sum(n) AS n FROM visits GROUP BY day"),
+        (
+            "coming",
+            "SELECT day, count(*) AS c FROM visits WHERE day >= CURRENT_DATE GROUP BY day",
+        ),
+    ];
+    for (name, query) in tables {
+        client
+            .execute(
+                "SELECT pgtrickle.create_stream_table($1, $2, schedule => '1s', refresh_mode => 'DIFFERENTIAL')",
+                &[&name, &query],
+            )
+            .expect("create");
+    }
+    client
+        .batch_execute("INSERT INTO visits VALUES (100, CURRENT_DATE, 5)")
+        .expect("change");
+    for (name, _) in tables {
+        wait_for(&format!("{name} to apply the change"), LONG, || {
+            refreshes(&mut client, name) >= 2 && is_fresh(&mut client, name)
+        });
+    }
+    // nothing changes: several schedule intervals pass without a refresh
+    let before: Vec<i64> = tables
+        .iter()
+        .map(|(name, _)| refreshes(&mut client, name))
+        .collect();
+    std::thread::sleep(Duration::from_secs(4));
+    for ((name, _), before) in tables.iter().zip(before) {
+        assert_eq!(
+            refreshes(&mut client, name),
+            before,
+            "{name} was refreshed with nothing to do"
+        );
+    }
+}
+
+#[test]
 fn tiers_stretch_the_schedule_and_frozen_is_left_alone() {
     let db = TestDb::scheduled("sched_tiers");
     let mut client = db.connect();

@@ -54,7 +54,7 @@ SELECT s.pgt_id, s.pgt_relid::oid, s.schedule, s.tier, s.status,
        s.maintenance IS NOT NULL AND s.refresh_mode <> 'FULL',
        coalesce(deps.reads, '{}'), coalesce(deps.upstreams, '{}'),
        coalesce(deps.reads_tables, false), coalesce(deps.captured, '{}'),
-       s.frontier IS NULL OR s.frontier_date <> CURRENT_DATE
+       s.frontier IS NULL OR coalesce(s.frontier_date <> CURRENT_DATE, false)
 FROM pgtrickle.pgt_stream_tables s LEFT JOIN deps USING (pgt_id)";
 
 /// Read every stream table (times in unix milliseconds). `checked` holds, per stream table,
