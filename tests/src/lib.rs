@@ -15,5 +15,5 @@ pub mod wait;
 pub use cluster::{cluster, cluster_with, scheduling_cluster};
 pub use db::{expect_error, last_refresh, workers, TestDb};
 pub use oracle::{assert_oracle, is_fresh, oracle_mismatch};
-pub use script::Script;
+pub use script::{seed, Script};
 pub use wait::wait_for;

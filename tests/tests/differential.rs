@@ -184,11 +184,7 @@ fn random_changes_keep_every_shape_equal_to_its_query() {
         );
         script.check(&mut client, name, query);
     }
-    let seed: u64 = std::env::var("PGT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    println!("seed {seed} (set PGT_SEED to reproduce)");
+    let seed = pg_trickle_tests::seed(3);
     let mut rng = StdRng::seed_from_u64(seed);
     for _round in 0..50 {
         let dml = random_round_sql(&mut rng);

@@ -108,11 +108,7 @@ fn float_and_statistical_aggregates_follow_random_changes() {
         );
         script.check(&mut client, name, query);
     }
-    let seed: u64 = std::env::var("PGT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(7);
-    println!("seed {seed} (set PGT_SEED to reproduce)");
+    let seed = pg_trickle_tests::seed(7);
     let mut rng = StdRng::seed_from_u64(seed);
     let value = |rng: &mut StdRng| match rng.gen_bool(0.2) {
         true => "NULL".to_string(),

@@ -271,11 +271,7 @@ fn spec_calls_run_verbatim_and_stay_equal_to_their_queries() {
     for ddl in [RAW_EVENTS, EVENTS, CUSTOMERS, CUSTOMER_HISTORY, ORDERS] {
         script.run(&mut client, ddl);
     }
-    let seed: u64 = std::env::var("PGT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20261125);
-    println!("seed {seed} (set PGT_SEED to reproduce)");
+    let seed = pg_trickle_tests::seed(20261125);
     let mut dml = Dml {
         rng: StdRng::seed_from_u64(seed),
         clock: 0,
