@@ -350,10 +350,12 @@ impl Algebraic {
     /// UPDATE` did the same with one more WAL record per group, for locking the row first.)
     pub fn apply(&self, plan: &StreamPlan, delta: &Rendered) -> Apply {
         let table = &plan.table;
+        // in row-id order, so that the stored groups are looked up in index order (13,000
+        // lookups into 100,000 groups: 24 to 30 ms, against 28 to 63 ms in hash order)
         let d = (
             "d".to_string(),
             format!(
-                "SELECT g.*, {} AS rid FROM ({}) g",
+                "SELECT g.*, {} AS rid FROM ({}) g ORDER BY rid",
                 row_id(&self.key_refs("g")),
                 self.state_sums(&delta.body, true)
             ),
