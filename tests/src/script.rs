@@ -47,6 +47,17 @@ impl Script {
     }
 }
 
+/// The seed of a randomised test: `PGT_SEED` when set, else `default`; printed, so that a
+/// failing run can be repeated.
+pub fn seed(default: u64) -> u64 {
+    let seed = std::env::var("PGT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    println!("seed {seed} (set PGT_SEED to reproduce)");
+    seed
+}
+
 #[cfg(test)]
 mod tests {
     use super::Script;
@@ -58,15 +69,4 @@ mod tests {
         script.statements.push("INSERT INTO t VALUES (1)".into());
         assert_eq!(script.text(), "SELECT 1;\nINSERT INTO t VALUES (1);\n");
     }
-}
-
-/// The seed of a randomised test: `PGT_SEED` when set, else `default`; printed, so that a
-/// failing run can be repeated.
-pub fn seed(default: u64) -> u64 {
-    let seed = std::env::var("PGT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    println!("seed {seed} (set PGT_SEED to reproduce)");
-    seed
 }

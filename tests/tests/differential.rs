@@ -41,6 +41,7 @@ const QUERIES: &[(&str, &str)] = &[
     ("d_having", "SELECT cid, sum(qty) AS q FROM orders GROUP BY cid HAVING count(*) > 1"),
     ("d_minmax", "SELECT pid, min(amount) AS lo, max(amount) AS hi FROM orders GROUP BY pid"),
     ("d_minmax_filter", "SELECT cid, min(qty) FILTER (WHERE note = 'a') AS lo, max(amount) AS hi, min(id) AS first FROM orders GROUP BY cid"),
+    ("d_minmax_hidden_key", "SELECT max(qty) AS m, min(amount) AS lo, count(*) AS n FROM orders GROUP BY cid"),
     ("d_whole_minmax", "SELECT min(amount) AS lo, max(qty) AS hi, max(payload->>'k') AS k FROM orders"),
     ("d_join_minmax", "SELECT c.region, max(o.amount) AS hi, min(p.price) AS lo, count(*) AS n FROM orders o JOIN customers c ON c.id = o.cid JOIN products p ON p.id = o.pid GROUP BY c.region"),
     ("d_other_aggs", "SELECT cid, string_agg(note, ',' ORDER BY id) AS notes, bool_and(qty > 1) AS allbig, array_agg(id ORDER BY id) AS ids FROM orders GROUP BY cid"),

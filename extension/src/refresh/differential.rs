@@ -239,13 +239,14 @@ pub fn refresh(st: &StreamTable, started: Instant) -> PgtResult<Outcome> {
     for source in &mut windowed.sources {
         source.window = window.clone();
     }
-    let apply = if st.settings.append_only
-        && delta_body.only_adds()
-        && !deletes_pending(&snapshot, &changed_buffers, &window, &params())?
-    {
-        windowed.apply_insertions(&delta_body)
-    } else {
-        windowed.apply(&delta_body)
+    // append-only sources: insertions alone need no look at stored rows, unless the buffers
+    // hold deleted rows after all (captured for a dependant that is not append-only)
+    let insertions = (st.settings.append_only && delta_body.only_adds())
+        .then(|| windowed.apply_insertions(&delta_body))
+        .flatten();
+    let apply = match insertions {
+        Some(apply) if !deletes_pending(&snapshot, &changed_buffers, &window, &params())? => apply,
+        _ => windowed.apply(&delta_body),
     };
     let (deleted, updated, inserted) = match apply {
         Apply::Statement(sql) => {

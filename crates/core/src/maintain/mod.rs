@@ -209,15 +209,16 @@ impl StreamPlan {
         }
     }
 
-    /// As `apply`, for a delta known to hold only insertions (every source's change in the
-    /// window is inserted rows): ungrouped results insert them without looking at stored rows.
-    pub fn apply_insertions(&self, delta_body: &Rel) -> Apply {
+    /// For a delta known to hold only insertions (every weight positive), a cheaper statement
+    /// than `apply`, where the strategy has one: ungrouped results insert the rows without
+    /// looking at stored ones.
+    pub fn apply_insertions(&self, delta_body: &Rel) -> Option<Apply> {
         match &self.strategy {
-            Strategy::Linear => Apply::Statement(linear::insert_only_sql(
+            Strategy::Linear => Some(Apply::Statement(linear::insert_only_sql(
                 self,
                 &render(delta_body, &self.sources),
-            )),
-            _ => self.apply(delta_body),
+            ))),
+            _ => None,
         }
     }
 }
