@@ -62,16 +62,37 @@ fn function_body(
                 });
             originals.chain(images).collect::<Vec<_>>().join(", ")
         };
+        let images: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.output_function.is_some())
+            .map(|(i, _)| format!("__pgt_image_{i}"))
+            .collect();
+        let compared: Vec<String> = names
+            .iter()
+            .chain(&images)
+            .map(|n| format!("u.{n}"))
+            .collect();
+        // old rows count -1, new ones +1, and what does not cancel out is the change: one
+        // hash aggregation over both transition tables (two EXCEPT ALLs made two), so an
+        // UPDATE of columns no stream table reads writes nothing and costs little
         format!(
             "INSERT INTO {buffer} (__pgt_xid, __pgt_seq, __pgt_weight{l})
-               SELECT pgt_xid, pgt_seq, -1{lx} FROM (SELECT {o} FROM __pgt_old o EXCEPT ALL SELECT {n} FROM __pgt_new n) x
-               UNION ALL
-               SELECT pgt_xid, pgt_seq, 1{ly} FROM (SELECT {n} FROM __pgt_new n EXCEPT ALL SELECT {o} FROM __pgt_old o) y;",
+               SELECT pgt_xid, pgt_seq, CASE WHEN c.__pgt_w > 0 THEN 1 ELSE -1 END::int2{lc}
+               FROM (SELECT {grouped}, pg_catalog.sum(u.__pgt_w) AS __pgt_w
+                     FROM (SELECT {o}, -1 AS __pgt_w FROM __pgt_old o
+                           UNION ALL SELECT {n}, 1 FROM __pgt_new n) u
+                     GROUP BY {positions} HAVING pg_catalog.sum(u.__pgt_w) <> 0) c
+               CROSS JOIN LATERAL pg_catalog.generate_series(1::bigint, pg_catalog.abs(c.__pgt_w));",
             l = list(""),
-            lx = list("x."),
-            ly = list("y."),
+            lc = list("c."),
             o = qualified("o"),
             n = qualified("n"),
+            grouped = compared.join(", "),
+            positions = (1..=compared.len())
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
         )
     };
     let (on_update, on_delete) = if append_only {
