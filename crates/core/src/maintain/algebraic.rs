@@ -8,7 +8,7 @@
 //! `n' = n + Σ w·[x IS NOT NULL ∧ filter]`, `s' = s + Σ w·x·[…]`, `count(*)' = count(*) + Σ w`.
 //!
 //! A state is not stored twice: an unfiltered COUNT(*) is `__pgt_count`, and a COUNT or SUM
-//! that is itself an output column keeps its `n` or `s` in that column.
+//! that is itself an output column keeps its `n` or `s` in that column (`state_columns.rs`).
 //!
 //! Visible values: COUNT = n; SUM = s when n > 0 else NULL; AVG = s / n. A group whose
 //! `__pgt_count` reaches 0 is deleted (a whole-table aggregate keeps its single row). Floating
@@ -75,7 +75,7 @@ pub(super) fn m_col(j: usize) -> String {
 }
 
 impl AggKind {
-    fn has_sum(self) -> bool {
+    pub(super) fn has_sum(self) -> bool {
         matches!(self, AggKind::Sum | AggKind::Avg)
     }
 
@@ -90,62 +90,6 @@ impl AggKind {
 }
 
 impl Algebraic {
-    /// Whether aggregate `j` counts every row (COUNT(*) without FILTER): its `n` is the
-    /// group's row count.
-    fn counts_rows(&self, j: usize) -> bool {
-        let agg = &self.aggs[j];
-        agg.kind == AggKind::CountStar && agg.filter.is_none()
-    }
-
-    /// The output column that is exactly aggregate `j`, for a COUNT (which then holds `n`) or
-    /// a SUM (which then holds `s`).
-    fn output_state(&self, j: usize) -> Option<usize> {
-        if !matches!(self.aggs[j].kind, AggKind::Count | AggKind::Sum) {
-            return None;
-        }
-        self.targets
-            .iter()
-            .position(|t| *t == Expr::Col(self.keys + j))
-    }
-
-    fn stores_n(&self, j: usize) -> bool {
-        !self.counts_rows(j)
-            && (self.aggs[j].kind != AggKind::Count || self.output_state(j).is_none())
-    }
-
-    fn stores_s(&self, j: usize) -> bool {
-        self.aggs[j].kind.has_sum()
-            && (self.aggs[j].kind != AggKind::Sum || self.output_state(j).is_none())
-    }
-
-    /// The stored column holding `n` of aggregate `j`.
-    pub(super) fn n_stored(&self, plan: &StreamPlan, j: usize) -> String {
-        if self.counts_rows(j) {
-            COUNT.to_string()
-        } else if let (AggKind::Count, Some(v)) = (self.aggs[j].kind, self.output_state(j)) {
-            plan.visible[v].to_string()
-        } else {
-            quote_ident(&n_col(j))
-        }
-    }
-
-    /// The stored column holding `s` of SUM or AVG aggregate `j`.
-    pub(super) fn s_stored(&self, plan: &StreamPlan, j: usize) -> String {
-        match (self.aggs[j].kind, self.output_state(j)) {
-            (AggKind::Sum, Some(v)) => plan.visible[v].to_string(),
-            _ => quote_ident(&s_col(j)),
-        }
-    }
-
-    /// `n` of aggregate `j` in state row `g` (of `state_sums`).
-    pub(super) fn n_of(&self, g: &str, j: usize) -> String {
-        if self.counts_rows(j) {
-            format!("{g}.cnt")
-        } else {
-            format!("{g}.n{j}")
-        }
-    }
-
     pub fn hidden_columns(&self) -> Vec<(String, String)> {
         let mut cols = vec![(COUNT.to_string(), "bigint".to_string())];
         for (j, agg) in self.aggs.iter().enumerate() {

@@ -16,6 +16,7 @@ mod extremes;
 mod linear;
 mod recompute;
 pub mod shape;
+mod state_columns;
 
 pub use algebraic::{AggKind, AggState, Algebraic};
 pub use recompute::Recompute;
