@@ -67,12 +67,16 @@ pub fn eval_expr(expr: &Expr, row: &[Value]) -> Value {
     }
 }
 
-pub(super) fn concat(l: &Row, r: &Row) -> Row {
+fn concat(l: &Row, r: &Row) -> Row {
     l.iter().chain(r.iter()).cloned().collect()
 }
 
+/// A relation's rows with their weights, not summed: the same row may come with +1 from one
+/// term and -1 from another, as SQL produces a delta's rows before any GROUP BY.
+pub type Contributions = Vec<(Row, i64)>;
+
 /// Sum of the weights of `right`'s rows that `on` pairs with `l`.
-fn match_weight(l: &Row, right: &ZSet, on: &Expr) -> i64 {
+fn match_weight(l: &Row, right: &Contributions, on: &Expr) -> i64 {
     right
         .iter()
         .filter(|(r, _)| truthy(&eval_expr(on, &concat(l, r))))
@@ -82,56 +86,54 @@ fn match_weight(l: &Row, right: &ZSet, on: &Expr) -> i64 {
 
 /// The Z-set `rel` denotes over `db`.
 pub fn eval(rel: &Rel, db: &Database) -> ZSet {
+    contributions(rel, db).into_iter().collect()
+}
+
+/// The rows `rel` produces over `db`, each with its weight, never summed; summing them gives
+/// `eval`. Rules that look at single rows (the MIN/MAX rule) are checked on this list.
+pub fn contributions(rel: &Rel, db: &Database) -> Contributions {
+    let all = |z: Option<&ZSet>| -> Contributions {
+        z.map(|z| z.iter().map(|(r, w)| (r.clone(), w)).collect())
+            .unwrap_or_default()
+    };
     match rel {
-        Rel::Scan { source, .. } => db.current.get(*source).cloned().unwrap_or_default(),
-        Rel::Delta { source, .. } => db.changes.get(*source).cloned().unwrap_or_default(),
-        Rel::Filter { input, predicate } => eval(input, db)
-            .iter()
+        Rel::Scan { source, .. } => all(db.current.get(*source)),
+        Rel::Delta { source, .. } => all(db.changes.get(*source)),
+        Rel::Filter { input, predicate } => contributions(input, db)
+            .into_iter()
             .filter(|(row, _)| truthy(&eval_expr(predicate, row)))
-            .map(|(row, w)| (row.clone(), w))
             .collect(),
-        Rel::Project { input, exprs } => eval(input, db)
-            .iter()
-            .map(|(row, w)| (exprs.iter().map(|e| eval_expr(e, row)).collect(), w))
+        Rel::Project { input, exprs } => contributions(input, db)
+            .into_iter()
+            .map(|(row, w)| (exprs.iter().map(|e| eval_expr(e, &row)).collect(), w))
             .collect(),
-        Rel::Join { left, right, on } => {
-            let (l, r) = (eval(left, db), eval(right, db));
-            let mut out = ZSet::new();
-            for (lr, lw) in l.iter() {
-                for (rr, rw) in r.iter() {
+        Rel::Join { left, right, on } | Rel::LeftJoin { left, right, on } => {
+            let (l, r) = (contributions(left, db), contributions(right, db));
+            let mut out = vec![];
+            for (lr, lw) in &l {
+                for (rr, rw) in &r {
                     let row = concat(lr, rr);
                     if truthy(&eval_expr(on, &row)) {
-                        out.add(row, lw * rw);
+                        out.push((row, lw * rw));
+                    }
+                }
+            }
+            if matches!(rel, Rel::LeftJoin { .. }) {
+                // each left row with no match, padded with NULLs
+                let nulls = vec![Value::Null; right.arity()];
+                for (lr, lw) in &l {
+                    if match_weight(lr, &r, on) == 0 {
+                        out.push((concat(lr, &nulls), *lw));
                     }
                 }
             }
             out
         }
-        Rel::LeftJoin { left, right, on } => {
-            let inner = eval(
-                &Rel::Join {
-                    left: left.clone(),
-                    right: right.clone(),
-                    on: on.clone(),
-                },
-                db,
-            );
-            let (l, r) = (eval(left, db), eval(right, db));
-            let nulls = vec![Value::Null; right.arity()];
-            let mut out = inner;
-            for (lr, lw) in l.iter() {
-                if match_weight(lr, &r, on) == 0 {
-                    out.add(concat(lr, &nulls), lw);
-                }
-            }
-            out
-        }
         Rel::AntiJoin { left, right, on } => {
-            let r = eval(right, db);
-            eval(left, db)
-                .iter()
+            let r = contributions(right, db);
+            contributions(left, db)
+                .into_iter()
                 .filter(|(lr, _)| match_weight(lr, &r, on) == 0)
-                .map(|(lr, w)| (lr.clone(), w))
                 .collect()
         }
         Rel::AntiJoinChange {
@@ -140,35 +142,28 @@ pub fn eval(rel: &Rel, db: &Database) -> ZSet {
             changed,
             on,
         } => {
-            let (rn, ch) = (eval(right_new, db), eval(changed, db));
-            let mut out = ZSet::new();
-            for (lr, lw) in eval(left, db).iter() {
+            let (rn, ch) = (contributions(right_new, db), contributions(changed, db));
+            let mut out = vec![];
+            for (lr, lw) in contributions(left, db) {
                 let touched = ch
                     .iter()
-                    .any(|(r, _)| truthy(&eval_expr(on, &concat(lr, r))));
+                    .any(|(r, _)| truthy(&eval_expr(on, &concat(&lr, r))));
                 if !touched {
                     continue;
                 }
-                let now = match_weight(lr, &rn, on);
-                let before = now - match_weight(lr, &ch, on);
-                out.add(
-                    lr.clone(),
-                    lw * (i64::from(now == 0) - i64::from(before == 0)),
-                );
+                let now = match_weight(&lr, &rn, on);
+                let before = now - match_weight(&lr, &ch, on);
+                let w = lw * (i64::from(now == 0) - i64::from(before == 0));
+                if w != 0 {
+                    out.push((lr, w));
+                }
             }
             out
         }
-        Rel::UnionAll(inputs) => {
-            let mut out = ZSet::new();
-            for input in inputs {
-                out.add_all(&eval(input, db), 1);
-            }
-            out
-        }
-        Rel::Negate(input) => {
-            let mut out = ZSet::new();
-            out.add_all(&eval(input, db), -1);
-            out
-        }
+        Rel::UnionAll(inputs) => inputs.iter().flat_map(|i| contributions(i, db)).collect(),
+        Rel::Negate(input) => contributions(input, db)
+            .into_iter()
+            .map(|(r, w)| (r, -w))
+            .collect(),
     }
 }

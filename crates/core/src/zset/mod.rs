@@ -4,7 +4,7 @@
 
 mod eval;
 
-pub use eval::{eval, eval_expr, Database};
+pub use eval::{contributions, eval, eval_expr, Contributions, Database};
 
 use crate::ir::Value;
 use std::collections::BTreeMap;
@@ -69,8 +69,6 @@ impl FromIterator<(Row, i64)> for ZSet {
     }
 }
 
-#[cfg(test)]
-mod contributions;
 #[cfg(test)]
 mod property_tests;
 #[cfg(test)]

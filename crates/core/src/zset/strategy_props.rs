@@ -9,9 +9,8 @@
 //!   consolidated ΔQ and on its unconsolidated contributions (`contributions`);
 //! - distinct: a row is in DISTINCT(Q(new)) iff its stored count plus ΔQ's weight is > 0.
 
-use super::contributions::{contributions, Contributions};
 use super::property_tests::{predicate, refresh, tree, Refresh, ARITY};
-use super::{eval, eval::truthy, eval_expr, Database, Row, ZSet};
+use super::{contributions, eval, eval::truthy, eval_expr, Contributions, Database, Row, ZSet};
 use crate::dvm::{delta, prune};
 use crate::ir::{Expr, Rel, Value};
 use proptest::prelude::*;
@@ -48,7 +47,6 @@ impl Case {
             .map(|p| contributions(p, &db))
             .unwrap_or_default();
         let dq = pruned.as_ref().map(|p| eval(p, &db)).unwrap_or_default();
-        assert_eq!(list.iter().cloned().collect::<ZSet>(), dq, "contributions");
         let mut by_key: BTreeMap<Row, Contributions> = BTreeMap::new();
         for (row, w) in list {
             by_key.entry(key(&row, &keys)).or_default().push((row, w));
