@@ -111,15 +111,13 @@ fn pending_flags(
         .collect())
 }
 
-/// Whether `st` reads CURRENT_DATE and the date is not the one of its last refresh: then its
-/// result may differ although no source changed, and its delta rules do not hold.
-fn date_changed(st: &StreamTable, previous: &Frontier) -> PgtResult<bool> {
+/// Whether `st`'s query reads CURRENT_DATE (its refreshes record the date) and the date is not
+/// the one of its last refresh: then its result may differ although no source changed, and
+/// its delta rules do not hold.
+fn date_changed(previous: &Frontier) -> PgtResult<bool> {
     let Some(date) = &previous.date else {
         return Ok(false);
     };
-    if !super::planned(st)?.reads_current_date {
-        return Ok(false);
-    }
     Ok(crate::pg::query_one::<bool>(
         "SELECT $1::pg_catalog.date <> CURRENT_DATE",
         &[date.as_str().into()],
@@ -158,7 +156,7 @@ pub fn has_pending_changes(st: &StreamTable) -> PgtResult<bool> {
     let Some(previous) = &st.frontier else {
         return Ok(true);
     };
-    if date_changed(st, previous)? {
+    if date_changed(previous)? {
         return Ok(true);
     }
     let snapshot = PinnedSnapshot::take();
@@ -177,7 +175,7 @@ pub fn refresh(st: &StreamTable, started: Instant) -> PgtResult<Outcome> {
             started,
         );
     };
-    if date_changed(st, &previous)? {
+    if date_changed(&previous)? {
         return full::refresh(
             st,
             Some(&super::planned(st)?),
@@ -232,7 +230,7 @@ pub fn refresh(st: &StreamTable, started: Instant) -> PgtResult<Outcome> {
     };
     let Some(delta_body) = prune(&delta(&plan.body), &changed) else {
         let outcome = Outcome::noop();
-        frontier::record(&snapshot, st, &outcome, started)?;
+        frontier::record(&snapshot, st, &outcome, started, plan.reads_current_date)?;
         return Ok(outcome);
     };
     let mut windowed = plan.clone();
@@ -300,6 +298,6 @@ pub fn refresh(st: &StreamTable, started: Instant) -> PgtResult<Outcome> {
         updated,
         inserted,
     };
-    frontier::record(&snapshot, st, &outcome, started)?;
+    frontier::record(&snapshot, st, &outcome, started, plan.reads_current_date)?;
     Ok(outcome)
 }

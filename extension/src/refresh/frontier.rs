@@ -95,12 +95,14 @@ fn history_params(st: &StreamTable, outcome: &Outcome, started: Instant) -> Vec<
 /// its history row, and delete the change rows every dependant has now consumed: one
 /// statement under the pinned snapshot. The deletion bound is the oldest of the other
 /// dependants' frontiers and the one being recorded; a dependant not yet refreshed keeps
-/// everything.
+/// everything. With `reads_current_date` (the maintenance plan's), CURRENT_DATE is recorded
+/// too, else NULL.
 pub fn record(
     snapshot: &PinnedSnapshot,
     st: &StreamTable,
     outcome: &Outcome,
     started: Instant,
+    reads_current_date: bool,
 ) -> PgtResult<()> {
     let own = "pg_catalog.pg_current_xact_id_if_assigned()";
     // Change rows (and reset markers) take their sequence numbers from one sequence, and one
@@ -144,12 +146,13 @@ pub fn record(
                  frontier_lsn = CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
                                      ELSE pg_catalog.pg_current_wal_insert_lsn() END,
                  frontier_at = pg_catalog.statement_timestamp(),
-                 frontier_date = CASE WHEN defining_query LIKE '%CURRENT_DATE%' THEN CURRENT_DATE END,
+                 frontier_date = CASE WHEN $9 THEN CURRENT_DATE END,
                  last_refreshed_at = pg_catalog.clock_timestamp()
              WHERE pgt_id = $1 RETURNING frontier, frontier_own_xid),{HISTORY_CTES}{cleanups}
          SELECT count(*) FROM rec"
     );
-    let params = history_params(st, outcome, started);
+    let mut params = history_params(st, outcome, started);
+    params.push(Param::new(reads_current_date));
     as_extension_owner(|| snapshot.query(&sql, &params).map(|_| ()))
 }
 

@@ -51,6 +51,12 @@ pub fn refresh(
         updated: 0,
         inserted: first_i64(&rows, 1),
     };
-    frontier::record(&snapshot, st, &outcome, started)?;
+    frontier::record(
+        &snapshot,
+        st,
+        &outcome,
+        started,
+        plan.is_some_and(|p| p.reads_current_date),
+    )?;
     Ok(outcome)
 }
