@@ -78,6 +78,15 @@ INSERT INTO events SELECT i, (ARRAY['a', 'b', 'c', NULL])[1 + i % 4], jsonb_buil
   FROM generate_series(1, 20) i;
 ";
 
+/// A database with `SCHEMA`, a collecting connection and the script recording it.
+fn start(name: &str) -> (TestDb, Client, Arc<Mutex<Vec<String>>>, Script) {
+    let db = TestDb::new(name);
+    let (mut client, seen) = connect_collecting(&db);
+    let mut script = Script::new();
+    script.run(&mut client, SCHEMA);
+    (db, client, seen, script)
+}
+
 const PROJECTION: &str =
     "SELECT id, kind, (payload->>'x')::int AS x FROM events WHERE kind IS DISTINCT FROM 'c'";
 const LABELLED: &str = "SELECT e.id, k.label FROM events e JOIN kinds k ON k.kind = e.kind";
@@ -85,10 +94,7 @@ const COUNTS: &str = "SELECT kind, count(*) AS n, max(id) AS last FROM events GR
 
 #[test]
 fn insertions_into_append_only_sources_are_inserted_as_they_come() {
-    let db = TestDb::new("append_only_inserts");
-    let (mut client, seen) = connect_collecting(&db);
-    let mut script = Script::new();
-    script.run(&mut client, SCHEMA);
+    let (_db, mut client, seen, mut script) = start("append_only_inserts");
     for (name, query) in [
         ("projection", PROJECTION),
         ("labelled", LABELLED),
@@ -188,10 +194,7 @@ fn insertions_into_append_only_sources_are_inserted_as_they_come() {
 
 #[test]
 fn a_sibling_that_is_not_append_only_keeps_deletions_captured() {
-    let db = TestDb::new("append_only_sibling");
-    let (mut client, seen) = connect_collecting(&db);
-    let mut script = Script::new();
-    script.run(&mut client, SCHEMA);
+    let (_db, mut client, seen, mut script) = start("append_only_sibling");
     script.run(
         &mut client,
         &format!(
