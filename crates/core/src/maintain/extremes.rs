@@ -9,7 +9,8 @@
 //! default collation, not the source's); MIN and MAX of text recompute affected groups.
 
 use super::algebraic::{m_col, Algebraic};
-use super::{row_id, StreamPlan, ROW_ID};
+use super::given_keys::{among_given_keys, given_keys};
+use super::{StreamPlan, ROW_ID};
 use crate::sql::render::{column, render};
 
 impl Algebraic {
@@ -86,34 +87,16 @@ impl Algebraic {
                 .zip(visible)
                 .map(|(col, v)| format!("{col} = {v}")),
         );
-        let typed = |i: usize| format!("${}::text[]::{}[]", i + 1, self.key_types[i]);
-        let restrict: Vec<String> = (0..n)
-            .map(|i| {
-                format!(
-                    "(x.{c} = ANY({}) OR (x.{c} IS NULL AND ${}))",
-                    typed(i),
-                    n + i + 1,
-                    c = column(i)
-                )
-            })
-            .collect();
+        let restrict = among_given_keys(
+            &(0..n)
+                .map(|i| format!("x.{}", column(i)))
+                .collect::<Vec<_>>(),
+            &self.key_types,
+        );
         let mut ctes = Vec::new();
         let mut matched = Vec::new();
         if n > 0 {
-            let u_keys: Vec<String> = (0..n).map(|i| format!("u.k{i}")).collect();
-            ctes.push((
-                "a".to_string(),
-                format!(
-                    "SELECT {}, {} AS rid FROM unnest({}) AS u({})",
-                    u_keys.join(", "),
-                    row_id(&u_keys),
-                    (0..n).map(typed).collect::<Vec<_>>().join(", "),
-                    (0..n)
-                        .map(|i| format!("k{i}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
+            ctes.push(("a".to_string(), given_keys(&self.key_types)));
             matched.push(format!("t.{ROW_ID} = a.rid"));
             for i in 0..n {
                 matched.push(format!("a.k{i} IS NOT DISTINCT FROM r.k{i}"));

@@ -13,6 +13,7 @@
 mod algebraic;
 mod distinct;
 mod extremes;
+mod given_keys;
 mod linear;
 mod recompute;
 pub mod shape;

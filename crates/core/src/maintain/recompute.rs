@@ -7,6 +7,7 @@
 //! rows that come out the same are left untouched.
 //! Groups the delta does not touch are not read.
 
+use super::given_keys::{among_given_keys, given_keys};
 use super::{counts_select, row_id, row_image, Apply, StreamPlan, ROW_ID};
 use crate::sql::render::{column, Rendered};
 
@@ -103,20 +104,7 @@ impl Recompute {
                 .join(", "),
             delta.body
         );
-        let typed = |i: usize| format!("${}::text[]::{}[]", i + 1, self.key_types[i]);
-        let a_keys: Vec<String> = (0..n).map(|i| format!("u.k{i}")).collect();
-        let restrict: Vec<String> = self
-            .keys_of(plan, "q")
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                format!(
-                    "({k} = ANY({}) OR ({k} IS NULL AND ${}))",
-                    typed(i),
-                    n + i + 1
-                )
-            })
-            .collect();
+        let restrict = among_given_keys(&self.keys_of(plan, "q"), &self.key_types);
         let t_match: Vec<String> = std::iter::once(format!("t.{ROW_ID} = a.rid"))
             .chain(
                 self.keys_of(plan, "t")
@@ -132,21 +120,10 @@ impl Recompute {
             .map(|(i, k)| format!("{k} IS NOT DISTINCT FROM a.k{i}"))
             .collect();
         let apply_sql = format!(
-            "WITH a AS (SELECT {a_keys}, {rid} AS rid FROM unnest({arrays}) AS u({names})),\n\
+            "WITH a AS ({given}),\n\
              fresh AS (SELECT q.* FROM ({canonical}) q WHERE {restrict}),\n\
              fx AS MATERIALIZED (SELECT {fcols}, a.rid FROM fresh f JOIN a ON {f_match}),\n{tail}",
-            a_keys = a_keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| format!("{k} AS k{i}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            rid = row_id(&a_keys),
-            arrays = (0..n).map(typed).collect::<Vec<_>>().join(", "),
-            names = (0..n)
-                .map(|i| format!("k{i}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            given = given_keys(&self.key_types),
             canonical = plan.canonical_sql,
             restrict = restrict.join(" AND "),
             tail = replace_changed(plan, &t_match.join(" AND ")),
