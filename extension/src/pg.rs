@@ -118,9 +118,18 @@ fn extension_owner() -> PgtResult<pg_sys::Oid> {
             return Ok(owner);
         }
     }
-    let owner: pg_sys::Oid = query_one(
+    // a kept plan: this runs once in every transaction that refreshes
+    let owner: pg_sys::Oid = with_cached_plan(
         "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_trickle'",
-        &[],
+        Vec::new(),
+        false,
+        |table| {
+            if table.is_empty() {
+                Ok(None)
+            } else {
+                table.first().get_one::<pg_sys::Oid>().map_err(spi_error)
+            }
+        },
     )?
     .ok_or_else(|| pg_trickle_core::CoreError::internal("extension pg_trickle is not installed"))?;
     OWNER_CACHE.with(|c| c.set(Some((xact_start, owner))));
