@@ -54,6 +54,21 @@ impl TestDb {
             .expect("connect to test database")
     }
 
+    /// A new connection as the superuser that collects the server's messages at DEBUG2 and
+    /// above (a refresh reports there the statements it runs and how it planned them).
+    pub fn connect_collecting(&self) -> (Client, Messages) {
+        let seen = Messages::default();
+        let sink = seen.clone();
+        let mut config: postgres::Config =
+            self.cluster.conninfo(&self.name).parse().expect("conninfo");
+        config.notice_callback(move |notice| sink.push(notice.message().to_string()));
+        let mut client = config.connect(NoTls).expect("connect");
+        client
+            .batch_execute("SET client_min_messages = debug2")
+            .expect("debug messages");
+        (client, seen)
+    }
+
     /// A new connection as `role`.
     pub fn connect_as(&self, role: &str) -> Client {
         let conninfo = self
@@ -61,6 +76,35 @@ impl TestDb {
             .conninfo(&self.name)
             .replace("user=postgres", &format!("user={role}"));
         Client::connect(&conninfo, NoTls).expect("connect as role")
+    }
+}
+
+/// Server messages collected by a connection from `TestDb::connect_collecting`.
+#[derive(Clone, Default)]
+pub struct Messages(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Messages {
+    fn push(&self, message: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(message);
+    }
+
+    /// Forget the messages so far.
+    pub fn clear(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
+    /// The messages collected since the last `clear`.
+    pub fn all(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 

@@ -13,7 +13,7 @@ pub mod spec;
 pub mod wait;
 
 pub use cluster::{cluster, cluster_with, scheduling_cluster};
-pub use db::{expect_error, last_refresh, workers, TestDb};
+pub use db::{expect_error, last_refresh, workers, Messages, TestDb};
 pub use oracle::{assert_oracle, is_fresh, oracle_mismatch};
 pub use script::{seed, Script};
 pub use wait::wait_for;

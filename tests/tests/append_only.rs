@@ -5,46 +5,26 @@
 //! only marked it, the ordinary differential path where a sibling stream table had the rows
 //! captured. Which apply statement ran is read from the refresh's debug messages.
 
-use pg_trickle_tests::{last_refresh, Script, TestDb};
-use postgres::{Client, NoTls};
+use pg_trickle_tests::{last_refresh, Messages, Script, TestDb};
+use postgres::Client;
 use rand::{Rng, SeedableRng};
-use std::sync::{Arc, Mutex};
-
-/// A connection whose server messages at DEBUG2 and above are collected.
-fn connect_collecting(db: &TestDb) -> (Client, Arc<Mutex<Vec<String>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&seen);
-    let mut config: postgres::Config = db.cluster.conninfo(&db.name).parse().expect("conninfo");
-    config.notice_callback(move |notice| {
-        sink.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(notice.message().to_string());
-    });
-    let mut client = config.connect(NoTls).expect("connect");
-    client
-        .batch_execute("SET client_min_messages = debug2")
-        .expect("debug messages");
-    (client, seen)
-}
 
 /// Refresh `name` and return the statements it ran that write to the stream table.
 fn refresh_statements(
     client: &mut Client,
-    seen: &Arc<Mutex<Vec<String>>>,
+    seen: &Messages,
     script: &mut Script,
     name: &str,
 ) -> Vec<String> {
-    seen.lock().expect("messages").clear();
+    seen.clear();
     script.run(
         client,
         &format!("SELECT pgtrickle.refresh_stream_table('{name}');"),
     );
     let target = format!("INSERT INTO public.{name} ");
-    seen.lock()
-        .expect("messages")
-        .iter()
+    seen.all()
+        .into_iter()
         .filter(|m| m.starts_with("pg_trickle refresh statement") && m.contains(&target))
-        .cloned()
         .collect()
 }
 
@@ -79,9 +59,9 @@ INSERT INTO events SELECT i, (ARRAY['a', 'b', 'c', NULL])[1 + i % 4], jsonb_buil
 ";
 
 /// A database with `SCHEMA`, a collecting connection and the script recording it.
-fn start(name: &str) -> (TestDb, Client, Arc<Mutex<Vec<String>>>, Script) {
+fn start(name: &str) -> (TestDb, Client, Messages, Script) {
     let db = TestDb::new(name);
-    let (mut client, seen) = connect_collecting(&db);
+    let (mut client, seen) = db.connect_collecting();
     let mut script = Script::new();
     script.run(&mut client, SCHEMA);
     (db, client, seen, script)

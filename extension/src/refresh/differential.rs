@@ -1,7 +1,7 @@
 //! DIFFERENTIAL refresh: find which sources changed since the frontier, build the delta of the
 //! strategy's input with the core's rules (dropping the terms of unchanged sources), and apply
-//! it with the strategy's statement, all under the pinned snapshot. With no change, only the
-//! frontier moves.
+//! it with the strategy's statement, all under the pinned snapshot. With no change, a NOOP is
+//! recorded and the frontier stays.
 
 use super::snapshot::{first_i64, Param, PinnedSnapshot, Rows};
 use super::{frontier, full, Outcome};
@@ -73,13 +73,28 @@ fn key_params(keys: &Rows, key_count: usize) -> Vec<Param> {
     values.chain(has_null).collect()
 }
 
-/// Per captured source of `st`, in order: whether it has change rows after `previous`, and
-/// whether it has a reset marker (truncation) after it.
-fn pending_flags(
+/// A change of at least this many rows (counted over all sources of a stream table) is
+/// applied with statements planned for it at each refresh: the kept plans were made for small
+/// changes (index lookups per change row), where a large one is better served by hash joins.
+const LARGE_CHANGE: i64 = 1000;
+
+/// What one captured source has after the frontier.
+#[derive(Debug, Clone, Copy)]
+struct SourcePending {
+    /// Its change rows, counted up to the limit `pending` was given.
+    rows: i64,
+    /// Whether it has a reset marker (a truncation) after the frontier.
+    reset: bool,
+}
+
+/// Per captured source of `st`, in order: its change rows after `previous` (counted up to
+/// `count_limit`, so that 1 asks only whether there are any), and whether it was reset.
+fn pending(
     snapshot: &PinnedSnapshot,
     st: &StreamTable,
     previous: &Frontier,
-) -> PgtResult<Vec<bool>> {
+    count_limit: i64,
+) -> PgtResult<Vec<SourcePending>> {
     let window = frontier::window_parameterized();
     let checks: Vec<String> = st
         .captured_sources
@@ -87,7 +102,9 @@ fn pending_flags(
         .flat_map(|relid| {
             let buffer = buffer_name(*relid);
             [
-                format!("EXISTS (SELECT 1 FROM {buffer} b WHERE {window})"),
+                format!(
+                    "(SELECT count(*) FROM (SELECT 1 FROM {buffer} b WHERE {window} LIMIT {count_limit}) c)"
+                ),
                 format!(
                     "EXISTS (SELECT 1 FROM pgtrickle_changes.resets b WHERE b.source_relid = {} AND {window})",
                     relid.to_u32()
@@ -98,16 +115,25 @@ fn pending_flags(
     if checks.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(snapshot
+    let row = snapshot
         .query(
             &format!("SELECT {}", checks.join(", ")),
             &frontier::window_params(previous),
         )?
         .into_iter()
         .next()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| v.as_deref() == Some("t"))
+        .unwrap_or_default();
+    Ok(row
+        .chunks(2)
+        .map(|pair| SourcePending {
+            rows: pair
+                .first()
+                .cloned()
+                .flatten()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            reset: pair.get(1).is_some_and(|v| v.as_deref() == Some("t")),
+        })
         .collect())
 }
 
@@ -160,20 +186,40 @@ pub fn has_pending_changes(st: &StreamTable) -> PgtResult<bool> {
         return Ok(true);
     }
     let snapshot = PinnedSnapshot::take();
-    Ok(pending_flags(&snapshot, st, previous)?
-        .into_iter()
-        .any(|f| f))
+    Ok(pending(&snapshot, st, previous, 1)?
+        .iter()
+        .any(|source| source.rows > 0 || source.reset))
 }
 
-/// Refresh `st` differentially. The query is planned only when there is something to apply.
-pub fn refresh(st: &StreamTable, started: Instant) -> PgtResult<Outcome> {
+/// What the start of a differential refresh found.
+pub enum Start {
+    /// Finished: a NOOP was recorded, or a FULL refresh ran (first refresh, changed date,
+    /// truncated source).
+    Done(Outcome),
+    /// Change rows to apply, with `apply`.
+    Changes(Pending),
+}
+
+/// Change rows found after the frontier, under the snapshot the refresh runs under.
+pub struct Pending {
+    snapshot: PinnedSnapshot,
+    previous: Frontier,
+    /// Per captured source, in order.
+    sources: Vec<SourcePending>,
+}
+
+/// Start a differential refresh of `st`: take its snapshot and look for change rows after the
+/// frontier. Writes nothing that a data exception could undo, so it runs outside the
+/// subtransaction that guards `apply`.
+pub fn start(st: &StreamTable, started: Instant) -> PgtResult<Start> {
     let Some(previous) = st.frontier.clone() else {
         return full::refresh(
             st,
             Some(&super::planned(st)?),
             Some("first refresh".into()),
             started,
-        );
+        )
+        .map(Start::Done);
     };
     if date_changed(&previous)? {
         return full::refresh(
@@ -183,38 +229,69 @@ pub fn refresh(st: &StreamTable, started: Instant) -> PgtResult<Outcome> {
                 "the query reads CURRENT_DATE, and the date changed since the last refresh".into(),
             ),
             started,
-        );
+        )
+        .map(Start::Done);
     }
-    let relids = &st.captured_sources;
     let snapshot = PinnedSnapshot::take();
-    let window = frontier::window_parameterized();
-    let params = || frontier::window_params(&previous);
-    let flags = pending_flags(&snapshot, st, &previous)?;
-    if !flags.iter().any(|flag| *flag) {
+    let sources = pending(&snapshot, st, &previous, LARGE_CHANGE)?;
+    if !sources.iter().any(|source| source.rows > 0 || source.reset) {
         // nothing to apply: the frontier stays where it is, which remains exact
         frontier::record_noop(&snapshot, st, started)?;
-        return Ok(Outcome::noop());
+        return Ok(Start::Done(Outcome::noop()));
     }
-    if flags.iter().skip(1).step_by(2).any(|reset| *reset) {
+    if sources.iter().any(|source| source.reset) {
         drop(snapshot);
         return full::refresh(
             st,
             Some(&super::planned(st)?),
             Some("a source was truncated, or updated although declared append-only".into()),
             started,
-        );
+        )
+        .map(Start::Done);
     }
+    Ok(Start::Changes(Pending {
+        snapshot,
+        previous,
+        sources,
+    }))
+}
+
+/// Apply the change rows `start` found. The query is planned only here, when there is
+/// something to apply.
+pub fn apply(st: &StreamTable, pending: &Pending, started: Instant) -> PgtResult<Outcome> {
+    let Pending {
+        snapshot,
+        previous,
+        sources,
+    } = pending;
+    let relids = &st.captured_sources;
+    let window = frontier::window_parameterized();
+    let params = || frontier::window_params(previous);
     let changed_sources: Vec<pgrx::pg_sys::Oid> = relids
         .iter()
-        .zip(flags.iter().step_by(2))
-        .filter(|(_, changed)| **changed)
+        .zip(sources)
+        .filter(|(_, source)| source.rows > 0)
         .map(|(relid, _)| *relid)
         .collect();
+    // the kept (generic) plans fit small changes; a large one is planned for its size
+    let large = sources.iter().map(|source| source.rows).sum::<i64>() >= LARGE_CHANGE;
+    if large {
+        pgrx::debug2!(
+            "pg_trickle: {} change rows or more, statements planned for their number",
+            LARGE_CHANGE
+        );
+    }
+    let run = |sql: &str, params: &[Param]| {
+        if large {
+            snapshot.query_replanned(sql, params)
+        } else {
+            snapshot.query(sql, params)
+        }
+    };
     if st.settings.refresh_mode == RefreshMode::Auto {
         if let Some(reason) =
-            super::auto::full_refresh_reason(&snapshot, &changed_sources, &window, &params)?
+            super::auto::full_refresh_reason(snapshot, &changed_sources, &window, &params)?
         {
-            drop(snapshot);
             return full::refresh(st, Some(&super::planned(st)?), Some(reason), started);
         }
     }
@@ -230,7 +307,7 @@ pub fn refresh(st: &StreamTable, started: Instant) -> PgtResult<Outcome> {
     };
     let Some(delta_body) = prune(&delta(&plan.body), &changed) else {
         let outcome = Outcome::noop();
-        frontier::record(&snapshot, st, &outcome, started, plan.reads_current_date)?;
+        frontier::record(snapshot, st, &outcome, started, plan.reads_current_date)?;
         return Ok(outcome);
     };
     let mut windowed = plan.clone();
@@ -243,13 +320,13 @@ pub fn refresh(st: &StreamTable, started: Instant) -> PgtResult<Outcome> {
         .then(|| windowed.apply_insertions(&delta_body))
         .flatten();
     let apply = match insertions {
-        Some(apply) if !deletes_pending(&snapshot, &changed_buffers, &window, &params())? => apply,
+        Some(apply) if !deletes_pending(snapshot, &changed_buffers, &window, &params())? => apply,
         _ => windowed.apply(&delta_body),
     };
     let (deleted, updated, inserted) = match apply {
         Apply::Statement(sql) => {
             let _permit = RefreshWritePermit::acquire();
-            counts(&snapshot.query(&sql, &params())?)
+            counts(&run(&sql, &params())?)
         }
         Apply::Upsert {
             upsert_sql,
@@ -258,14 +335,14 @@ pub fn refresh(st: &StreamTable, started: Instant) -> PgtResult<Outcome> {
             key_count,
         } => {
             let _permit = RefreshWritePermit::acquire();
-            let summary = snapshot.query(&upsert_sql, &params())?;
+            let summary = run(&upsert_sql, &params())?;
             let column = |i: usize| {
                 summary
                     .first()
                     .and_then(|row| row.get(i).cloned().flatten())
             };
             let deleted = match (delete_sql, column(2)) {
-                (Some(sql), Some(ids)) => snapshot.query(&sql, &[Param::new(ids)])?.len() as i64,
+                (Some(sql), Some(ids)) => run(&sql, &[Param::new(ids)])?.len() as i64,
                 _ => 0,
             };
             if let (Some(sql), true) = (extremes_sql, first_i64(&summary, 3) > 0) {
@@ -273,7 +350,7 @@ pub fn refresh(st: &StreamTable, started: Instant) -> PgtResult<Outcome> {
                 let values = (0..key_count).map(|i| Param::new(column(4 + 2 * i)));
                 let has_null =
                     (0..key_count).map(|i| Param::new(column(5 + 2 * i).as_deref() == Some("t")));
-                snapshot.query(&sql, &values.chain(has_null).collect::<Vec<_>>())?;
+                run(&sql, &values.chain(has_null).collect::<Vec<_>>())?;
             }
             (deleted, first_i64(&summary, 0), first_i64(&summary, 1))
         }
@@ -282,12 +359,12 @@ pub fn refresh(st: &StreamTable, started: Instant) -> PgtResult<Outcome> {
             apply_sql,
             key_count,
         } => {
-            let keys = snapshot.query(&keys_sql, &params())?;
+            let keys = run(&keys_sql, &params())?;
             if keys.is_empty() {
                 (0, 0, 0)
             } else {
                 let _permit = RefreshWritePermit::acquire();
-                counts(&snapshot.query(&apply_sql, &key_params(&keys, key_count))?)
+                counts(&run(&apply_sql, &key_params(&keys, key_count))?)
             }
         }
     };
@@ -298,6 +375,6 @@ pub fn refresh(st: &StreamTable, started: Instant) -> PgtResult<Outcome> {
         updated,
         inserted,
     };
-    frontier::record(&snapshot, st, &outcome, started, plan.reads_current_date)?;
+    frontier::record(snapshot, st, &outcome, started, plan.reads_current_date)?;
     Ok(outcome)
 }

@@ -101,9 +101,15 @@ fn refresh_as_owner(st: &StreamTable, started: std::time::Instant) -> PgtResult<
 /// there). Other errors (cancellation, lock timeouts, ...) are raised as they are.
 fn differential_or_full(st: &StreamTable, started: std::time::Instant) -> PgtResult<Outcome> {
     use pgrx::pg_sys::panic::CaughtError;
+    // finding nothing to apply needs no subtransaction
+    let pending = match differential::start(st, started)? {
+        differential::Start::Done(outcome) => return Ok(outcome),
+        differential::Start::Changes(pending) => pending,
+    };
     let attempt = crate::pg::try_in_subtransaction(std::panic::AssertUnwindSafe(|| {
-        differential::refresh(st, started)
+        differential::apply(st, &pending, started)
     }));
+    drop(pending);
     let caught = match attempt {
         Ok(result) => return result,
         Err(caught) => *caught,

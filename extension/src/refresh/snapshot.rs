@@ -10,10 +10,10 @@ use pgrx::prelude::*;
 use std::ffi::{CStr, CString};
 
 thread_local! {
-    /// Plans of refresh statements, kept per backend (the statement texts carry no values that
-    /// change between refreshes: frontiers and keys are parameters). PostgreSQL's plan cache
-    /// revalidates them after DDL.
-    static KEPT: std::cell::RefCell<std::collections::HashMap<String, pg_sys::SPIPlanPtr>> =
+    /// Plans of refresh statements, kept per backend by whether they are replanned at each
+    /// run and their text (which carries no values that change between refreshes: frontiers
+    /// and keys are parameters). PostgreSQL's plan cache revalidates them after DDL.
+    static KEPT: std::cell::RefCell<std::collections::HashMap<(bool, String), pg_sys::SPIPlanPtr>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
@@ -97,8 +97,19 @@ impl PinnedSnapshot {
     }
 
     /// Run `sql` under this snapshot (seeing this transaction's earlier writes, and firing
-    /// triggers), returning every row with each column as text.
+    /// triggers), returning every row with each column as text. The plan is generic, made at
+    /// the first run in this backend and kept.
     pub fn query(&self, sql: &str, params: &[Param]) -> PgtResult<Rows> {
+        self.run(sql, params, false)
+    }
+
+    /// `query`, planned at every run for the tables as they are now (the statement is parsed
+    /// once and kept): for a large change, whose best joins are not those of a small one.
+    pub fn query_replanned(&self, sql: &str, params: &[Param]) -> PgtResult<Rows> {
+        self.run(sql, params, true)
+    }
+
+    fn run(&self, sql: &str, params: &[Param], replanned: bool) -> PgtResult<Rows> {
         let c_sql =
             CString::new(sql).map_err(|_| CoreError::internal("generated SQL contains a NUL"))?;
         pgrx::debug2!("pg_trickle refresh statement: {sql}");
@@ -122,17 +133,24 @@ impl PinnedSnapshot {
             // outlive the calls; result tuples are read before the connection closes.
             unsafe {
                 // kept plans, taken out while in use (see `pg::with_cached_plan`)
-                let plan = match KEPT.with(|k| k.borrow_mut().remove(sql)) {
+                let key = (replanned, sql.to_string());
+                let plan = match KEPT.with(|k| k.borrow_mut().remove(&key)) {
                     Some(plan) => plan,
                     None => {
                         // a generic plan, made once: the parameters (frontier, keys) do not
                         // change which plan is good, and a custom plan per refresh cost more
-                        // than the rest of a small refresh together
+                        // than the rest of a small refresh together; or, asked for, a custom
+                        // plan each time
+                        let option = if replanned {
+                            pg_sys::CURSOR_OPT_CUSTOM_PLAN
+                        } else {
+                            pg_sys::CURSOR_OPT_GENERIC_PLAN
+                        };
                         let plan = pg_sys::SPI_prepare_cursor(
                             c_sql.as_ptr(),
                             types.len() as i32,
                             types.as_mut_ptr(),
-                            pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
+                            option as i32,
                         );
                         if plan.is_null() {
                             return Err(CoreError::internal(format!(
@@ -184,7 +202,7 @@ impl PinnedSnapshot {
                             pg_sys::SPI_freeplan(old);
                         }
                     }
-                    kept.insert(sql.to_string(), plan)
+                    kept.insert(key, plan)
                 });
                 Ok(rows)
             }
