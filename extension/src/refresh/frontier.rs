@@ -94,7 +94,8 @@ fn history_params(st: &StreamTable, outcome: &Outcome, started: Instant) -> Vec<
 /// its history row, and delete the change rows every dependant has now consumed: one
 /// statement under the pinned snapshot. The deletion bound is the oldest of the other
 /// dependants' frontiers and the one being recorded; a dependant not yet refreshed keeps
-/// everything. With `reads_current_date` (the maintenance plan's), CURRENT_DATE is recorded
+/// everything; a refresh whose previous frontier was not the oldest deletes nothing (the bound
+/// did not move). With `reads_current_date` (the maintenance plan's), CURRENT_DATE is recorded
 /// too, else NULL.
 pub fn record(
     snapshot: &PinnedSnapshot,
@@ -110,6 +111,12 @@ pub fn record(
     let seq = format!(
         "CASE WHEN {own} IS NULL THEN NULL ELSE pg_catalog.nextval('pgtrickle_changes.change_seq') END"
     );
+    // Only a refresh that moves the oldest frontier of a source's dependants can make change
+    // rows deletable: the others skip the deletion (its scan of the buffer). `moved` holds
+    // when the previous frontier ($10 snapshot, $11 own transaction; NULL before the first
+    // refresh) was not above any other dependant's.
+    let previous_lower =
+        "(SELECT LEAST(pg_catalog.pg_snapshot_xmin($10::pg_catalog.pg_snapshot), $11::pg_catalog.xid8))";
     let cleanups: String = st
         .captured_sources
         .iter()
@@ -120,14 +127,20 @@ pub fn record(
                  WHERE d.source_relid = {oid} AND d.columns IS NOT NULL AND s.pgt_id <> $1",
                 oid = relid.to_u32()
             );
+            let others_lowest = format!(
+                "(SELECT min(LEAST(pg_catalog.pg_snapshot_xmin(s.frontier), s.frontier_own_xid)) {others})"
+            );
             format!(
                 ",\nbound{i} AS (SELECT CASE WHEN EXISTS (SELECT 1 {others} AND s.frontier IS NULL) THEN NULL
-                     ELSE LEAST((SELECT min(LEAST(pg_catalog.pg_snapshot_xmin(s.frontier), s.frontier_own_xid)) {others}),
+                     ELSE LEAST({others_lowest},
                                 (SELECT LEAST(pg_catalog.pg_snapshot_xmin(r.frontier), r.frontier_own_xid) FROM rec r))
-                     END AS xid),
-                 clean{i} AS (DELETE FROM {buffer} b WHERE b.__pgt_xid < (SELECT xid FROM bound{i})),
+                     END AS xid,
+                     COALESCE({previous_lower} <= {others_lowest}, true) AS moved),
+                 clean{i} AS (DELETE FROM {buffer} b
+                              WHERE (SELECT moved FROM bound{i}) AND b.__pgt_xid < (SELECT xid FROM bound{i})),
                  resets{i} AS (DELETE FROM pgtrickle_changes.resets b
-                               WHERE b.source_relid = {oid} AND b.__pgt_xid < (SELECT xid FROM bound{i}))",
+                               WHERE (SELECT moved FROM bound{i}) AND b.source_relid = {oid}
+                                 AND b.__pgt_xid < (SELECT xid FROM bound{i}))",
                 buffer = buffer_name(*relid),
                 oid = relid.to_u32()
             )
@@ -152,6 +165,10 @@ pub fn record(
     );
     let mut params = history_params(st, outcome, started);
     params.push(Param::new(reads_current_date));
+    params.push(Param::new(st.frontier.as_ref().map(|f| f.snapshot.clone())));
+    params.push(Param::new(
+        st.frontier.as_ref().and_then(|f| f.own_xid.clone()),
+    ));
     as_extension_owner(|| snapshot.query(&sql, &params).map(|_| ()))
 }
 
