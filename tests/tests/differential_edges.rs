@@ -292,6 +292,77 @@ fn change_rows_are_deleted_once_every_dependant_consumed_them() {
 }
 
 #[test]
+fn a_large_consumed_buffer_is_truncated_when_nothing_else_needs_it() {
+    let db = TestDb::new("edges_buffer_truncate");
+    let mut client = db.connect();
+    let a = ("big_a", "SELECT k, sum(v) AS s FROM big GROUP BY k");
+    let b = ("big_b", "SELECT k, count(*) AS n FROM big GROUP BY k");
+    run(
+        &mut client,
+        "CREATE TABLE big (id int PRIMARY KEY, k int, v int)",
+    );
+    create(&mut client, a.0, a.1);
+    create(&mut client, b.0, b.1);
+    let buffer = buffer(&mut client, "big");
+    // autovacuum working on the buffer would hold a lock that makes the refresh DELETE
+    run(
+        &mut client,
+        &format!("ALTER TABLE {buffer} SET (autovacuum_enabled = off)"),
+    );
+    let size = |client: &mut Client| {
+        one::<i64>(
+            client,
+            &format!("SELECT pg_catalog.pg_relation_size('{buffer}')"),
+        )
+    };
+    let rows = |client: &mut Client| one::<i64>(client, &format!("SELECT count(*) FROM {buffer}"));
+    // about a megabyte of change rows, consumed first by a, then by b
+    let large_change = |client: &mut Client, from: i32| {
+        run(
+            client,
+            &format!(
+                "INSERT INTO big SELECT i, i % 7, i FROM generate_series({from}, {from} + 19999) i"
+            ),
+        );
+        wait_for_older_transactions(client, &buffer);
+        assert_eq!(refresh(client, a.0, a.1), "DIFFERENTIAL");
+        assert_eq!(rows(client), 20_000, "rows b has not consumed are gone");
+    };
+
+    // a refresh of its own: the buffer is truncated, not left full of dead rows
+    large_change(&mut client, 1);
+    assert_eq!(refresh(&mut client, b.0, b.1), "DIFFERENTIAL");
+    assert_eq!((rows(&mut client), size(&mut client)), (0, 0));
+
+    // inside a transaction block (writers of the source would wait for its end): DELETE
+    large_change(&mut client, 20_001);
+    run(
+        &mut client,
+        "BEGIN; SELECT pgtrickle.refresh_stream_table('big_b'); COMMIT",
+    );
+    assert_oracle(&mut client, b.0, b.1);
+    assert_eq!(rows(&mut client), 0);
+    assert!(
+        size(&mut client) > 0,
+        "truncated inside a transaction block"
+    );
+
+    // a writer of the source in progress: DELETE, and its row reaches both later
+    large_change(&mut client, 40_001);
+    let mut writer = db.connect();
+    let mut tx = writer.transaction().expect("begin");
+    tx.batch_execute("INSERT INTO big VALUES (100000, 3, 5)")
+        .expect("write");
+    assert_eq!(refresh(&mut client, b.0, b.1), "DIFFERENTIAL");
+    assert!(size(&mut client) > 0, "truncated under an open writer");
+    tx.commit().expect("commit");
+    for (name, query) in [a, b] {
+        assert_eq!(refresh(&mut client, name, query), "DIFFERENTIAL");
+    }
+    assert_eq!(rows(&mut client), 0);
+}
+
+#[test]
 fn a_stream_table_created_while_a_sibling_lags_does_not_replay_old_changes() {
     let db = TestDb::new("edges_late_sibling");
     let mut client = db.connect();

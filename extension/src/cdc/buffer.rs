@@ -1,5 +1,6 @@
 //! The change buffer of one source: creating it with the tracked columns, keeping its columns
-//! in step with what dependants read, and deleting consumed rows.
+//! in step with what dependants read, and emptying a large buffer of consumed rows (small
+//! ones are cleaned by the statement that records a refresh, see `refresh::frontier`).
 
 use super::triggers;
 use crate::error::{spi_error, PgtResult};
@@ -228,4 +229,49 @@ pub fn prune_unused() -> PgtResult<()> {
         sync_source(relid)?;
     }
     Ok(())
+}
+
+/// Delete the change rows of source `relid` below `bound` (an xid8, text), which every
+/// dependant has consumed. When nothing else is left in the buffer, TRUNCATE it instead: no
+/// dead rows stay behind for later reads to pass over. That needs the buffer to itself
+/// (taken only if free at once: a writer of the source or a reader of the buffer in progress
+/// means DELETE), a fresh snapshot to see every committed row (READ COMMITTED), and a
+/// `standalone` transaction (no transaction block), so that writers of the source wait at most
+/// for this refresh's commit.
+pub fn empty_consumed(relid: pg_sys::Oid, bound: &str, standalone: bool) -> PgtResult<()> {
+    let buffer = buffer_name(relid);
+    // SAFETY: reads backend-local transaction state.
+    let read_committed = unsafe { pg_sys::XactIsoLevel < pg_sys::XACT_REPEATABLE_READ as i32 };
+    let buffer_oid = if standalone && read_committed {
+        query_one::<pg_sys::Oid>(
+            "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
+            &[buffer.to_string().into()],
+        )?
+    } else {
+        None
+    };
+    let lock = pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE;
+    // SAFETY: a conditional lock on an existing relation; released below unless kept to commit.
+    if let Some(oid) =
+        buffer_oid.filter(|oid| unsafe { pg_sys::ConditionalLockRelationOid(*oid, lock) })
+    {
+        // no writer of the source is in progress now, and this statement's snapshot is taken
+        // after the lock: it sees every change row there is
+        let remaining = query_one::<bool>(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM {buffer} b WHERE b.__pgt_xid >= $1::pg_catalog.xid8)"
+            ),
+            &[bound.into()],
+        )?;
+        if remaining == Some(false) {
+            pgrx::debug2!("pg_trickle: {buffer} emptied by TRUNCATE");
+            return run(&format!("TRUNCATE {buffer}"), &[]);
+        }
+        // SAFETY: taken above; nothing was written under it.
+        unsafe { pg_sys::UnlockRelationOid(oid, lock) };
+    }
+    run(
+        &format!("DELETE FROM {buffer} b WHERE b.__pgt_xid < $1::pg_catalog.xid8"),
+        &[bound.into()],
+    )
 }

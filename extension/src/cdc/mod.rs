@@ -17,4 +17,4 @@
 mod buffer;
 mod triggers;
 
-pub use buffer::{buffer_name, prune_unused, reset_if_partitioned, sync_source};
+pub use buffer::{buffer_name, empty_consumed, prune_unused, reset_if_partitioned, sync_source};

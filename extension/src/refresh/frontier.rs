@@ -60,6 +60,12 @@ fn window_over(snap: &str, xid: &str, seq: &str) -> String {
     )
 }
 
+/// A change buffer of at least this size is emptied by `cdc::empty_consumed` (TRUNCATE where
+/// it can) rather than by the DELETE of the record statement, whose dead rows every read of
+/// the buffer would pass over until vacuum. Smaller buffers keep the DELETE: a TRUNCATE makes
+/// every kept plan that reads the buffer be planned again.
+const TRUNCATE_FROM_BYTES: i64 = 512 * 1024;
+
 /// The history row of a refresh and the pruning of its stream table's old history, as CTEs
 /// of a statement whose parameters are `$1` pgt_id, `$2` mode, `$3` reason, `$4` duration
 /// (ms), `$5` retention (hours), `$6` inserted, `$7` updated, `$8` deleted. The pruning bound
@@ -135,9 +141,11 @@ pub fn record(
                      ELSE LEAST({others_lowest},
                                 (SELECT LEAST(pg_catalog.pg_snapshot_xmin(r.frontier), r.frontier_own_xid) FROM rec r))
                      END AS xid,
-                     COALESCE({previous_lower} <= {others_lowest}, true) AS moved),
+                     COALESCE({previous_lower} <= {others_lowest}, true) AS moved,
+                     pg_catalog.pg_relation_size('{buffer}'::pg_catalog.regclass) >= {TRUNCATE_FROM_BYTES} AS large),
                  clean{i} AS (DELETE FROM {buffer} b
-                              WHERE (SELECT moved FROM bound{i}) AND b.__pgt_xid < (SELECT xid FROM bound{i})),
+                              WHERE (SELECT moved AND NOT large FROM bound{i})
+                                AND b.__pgt_xid < (SELECT xid FROM bound{i})),
                  resets{i} AS (DELETE FROM pgtrickle_changes.resets b
                                WHERE (SELECT moved FROM bound{i}) AND b.source_relid = {oid}
                                  AND b.__pgt_xid < (SELECT xid FROM bound{i}))",
@@ -145,6 +153,10 @@ pub fn record(
                 oid = relid.to_u32()
             )
         })
+        .collect();
+    // per source, the deletion bound when the buffer is large and left to `empty_consumed`
+    let large_bounds: String = (0..st.captured_sources.len())
+        .map(|i| format!(", (SELECT CASE WHEN moved AND large THEN xid::text END FROM bound{i})"))
         .collect();
     let sql = format!(
         "WITH rec AS (UPDATE pgtrickle.pgt_stream_tables
@@ -161,7 +173,7 @@ pub fn record(
                  frontier_date = CASE WHEN $9 THEN CURRENT_DATE END,
                  last_refreshed_at = pg_catalog.clock_timestamp()
              WHERE pgt_id = $1 RETURNING frontier, frontier_own_xid),{HISTORY_CTES}{cleanups}
-         SELECT count(*) FROM rec"
+         SELECT (SELECT count(*) FROM rec){large_bounds}"
     );
     let mut params = history_params(st, outcome, started);
     params.push(Param::new(reads_current_date));
@@ -169,7 +181,19 @@ pub fn record(
     params.push(Param::new(
         st.frontier.as_ref().and_then(|f| f.own_xid.clone()),
     ));
-    as_extension_owner(|| snapshot.query(&sql, &params).map(|_| ()))
+    as_extension_owner(|| {
+        let row = snapshot
+            .query(&sql, &params)?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        for (relid, bound) in st.captured_sources.iter().zip(row.into_iter().skip(1)) {
+            if let Some(bound) = bound {
+                crate::cdc::empty_consumed(*relid, &bound, snapshot.standalone())?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Record a refresh that found nothing to apply, with its history row. The frontier stays

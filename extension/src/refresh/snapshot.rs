@@ -23,6 +23,9 @@ const MAX_KEPT_PLANS: usize = 512;
 /// A registered snapshot; unregistered when dropped.
 pub struct PinnedSnapshot {
     snapshot: pg_sys::Snapshot,
+    /// Whether, when the snapshot was taken, the transaction was no transaction block (no
+    /// BEGIN): it ends when the statement that refreshes does.
+    standalone: bool,
 }
 
 /// A statement parameter: its type and value.
@@ -88,12 +91,24 @@ impl PinnedSnapshot {
                 (*shared).curcid = pg_sys::GetCurrentCommandId(false);
                 pg_sys::RegisterSnapshot(shared)
             };
-            return PinnedSnapshot { snapshot };
+            return PinnedSnapshot {
+                snapshot,
+                standalone: standalone(),
+            };
         }
         // SAFETY: GetTransactionSnapshot returns a valid snapshot inside a transaction;
         // RegisterSnapshot copies it and keeps it alive until UnregisterSnapshot.
         let snapshot = unsafe { pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot()) };
-        PinnedSnapshot { snapshot }
+        PinnedSnapshot {
+            snapshot,
+            standalone: standalone(),
+        }
+    }
+
+    /// Whether the transaction was no transaction block when this snapshot was taken (false
+    /// also when it was taken inside a subtransaction).
+    pub fn standalone(&self) -> bool {
+        self.standalone
     }
 
     /// Run `sql` under this snapshot (seeing this transaction's earlier writes, and firing
@@ -208,6 +223,12 @@ impl PinnedSnapshot {
             }
         })
     }
+}
+
+/// Whether the current transaction is no transaction block (nor a subtransaction).
+fn standalone() -> bool {
+    // SAFETY: reads backend-local transaction state.
+    unsafe { !pg_sys::IsTransactionBlock() }
 }
 
 impl Drop for PinnedSnapshot {
