@@ -356,6 +356,7 @@ fn a_large_consumed_buffer_is_truncated_when_nothing_else_needs_it() {
     assert_eq!(refresh(&mut client, b.0, b.1), "DIFFERENTIAL");
     assert!(size(&mut client) > 0, "truncated under an open writer");
     tx.commit().expect("commit");
+    wait_for_older_transactions(&mut client, &buffer);
     for (name, query) in [a, b] {
         assert_eq!(refresh(&mut client, name, query), "DIFFERENTIAL");
     }

@@ -36,6 +36,7 @@ pub fn build_plan(
             columns: s.columns.iter().map(Ident::new).collect(),
             buffer: buffer_name(s.relid),
             window: "false".into(),
+            limit: None,
         })
         .collect();
     Ok(StreamPlan {
@@ -310,10 +311,18 @@ pub fn apply(st: &StreamTable, pending: &Pending, started: Instant) -> PgtResult
         frontier::record(snapshot, st, &outcome, started, plan.reads_current_date)?;
         return Ok(outcome);
     };
+    // the change rows of each source, with a LIMIT (`$4`) they never reach, for the estimates
+    // of the generic plans kept for small changes
     let mut windowed = plan.clone();
     for source in &mut windowed.sources {
         source.window = window.clone();
+        source.limit = Some("$4".into());
     }
+    let apply_params = || {
+        let mut params = params();
+        params.push(Param::new(i64::MAX));
+        params
+    };
     // append-only sources: insertions alone need no look at stored rows, unless the buffers
     // hold deleted rows after all (captured for a dependant that is not append-only)
     let insertions = (st.settings.append_only && delta_body.only_adds())
@@ -326,7 +335,7 @@ pub fn apply(st: &StreamTable, pending: &Pending, started: Instant) -> PgtResult
     let (deleted, updated, inserted) = match apply {
         Apply::Statement(sql) => {
             let _permit = RefreshWritePermit::acquire();
-            counts(&run(&sql, &params())?)
+            counts(&run(&sql, &apply_params())?)
         }
         Apply::Upsert {
             upsert_sql,
@@ -335,7 +344,7 @@ pub fn apply(st: &StreamTable, pending: &Pending, started: Instant) -> PgtResult
             key_count,
         } => {
             let _permit = RefreshWritePermit::acquire();
-            let summary = run(&upsert_sql, &params())?;
+            let summary = run(&upsert_sql, &apply_params())?;
             let column = |i: usize| {
                 summary
                     .first()
@@ -359,7 +368,7 @@ pub fn apply(st: &StreamTable, pending: &Pending, started: Instant) -> PgtResult
             apply_sql,
             key_count,
         } => {
-            let keys = run(&keys_sql, &params())?;
+            let keys = run(&keys_sql, &apply_params())?;
             if keys.is_empty() {
                 (0, 0, 0)
             } else {

@@ -17,6 +17,11 @@ pub struct SourceSql {
     pub buffer: QualifiedName,
     /// SQL predicate over buffer alias `b` selecting the change rows of the refresh window.
     pub window: String,
+    /// A LIMIT on the change rows read, as SQL (a parameter), or `None`. The caller gives it a
+    /// value no number of rows reaches: it never cuts, but a generic plan, not knowing the
+    /// value, estimates a tenth of the rows (the plans kept for small changes then look up
+    /// stored rows by index rather than hashing the whole stream table).
+    pub limit: Option<String>,
 }
 
 /// A rendered query: CTE definitions (name, body) and the main SELECT.
@@ -139,8 +144,13 @@ impl Renderer<'_> {
                     let cols: Vec<String> = s.columns.iter().map(|c| format!("b.{c}")).collect();
                     // Not consolidated: every rule only sums weights, and the strategies that
                     // need one row per value with its net weight group the rows themselves.
+                    let limit = s
+                        .limit
+                        .as_ref()
+                        .map(|l| format!(" LIMIT {l}"))
+                        .unwrap_or_default();
                     let body = format!(
-                        "SELECT {} FROM {} b WHERE {}",
+                        "SELECT {} FROM {} b WHERE {}{limit}",
                         Self::select_list(&cols, "b.__pgt_weight::int4"),
                         s.buffer,
                         s.window
@@ -285,6 +295,7 @@ mod tests {
                 columns: vec![Ident::new("id"), Ident::new("v")],
                 buffer: QualifiedName::new("pgtrickle_changes", format!("changes_{i}")),
                 window: "true".into(),
+                limit: None,
             })
             .collect()
     }
@@ -309,5 +320,19 @@ mod tests {
         assert!(r.body.contains("FROM public.t1 t"));
         let sql = format!("{}{}", r.with_ctes(&[]), r.body);
         assert!(sql.starts_with("WITH __pgt_d0 AS ("));
+    }
+
+    #[test]
+    fn a_change_read_carries_its_limit_and_only_it() {
+        let q = Rel::Scan {
+            source: 0,
+            arity: 2,
+        };
+        let mut limited = sources();
+        limited[0].limit = Some("$4".into());
+        let r = render(&delta(&q), &limited);
+        assert!(r.ctes[0].1.ends_with("WHERE true LIMIT $4"), "{:?}", r.ctes);
+        let r = render(&delta(&q), &sources());
+        assert!(!r.ctes[0].1.contains("LIMIT"), "{:?}", r.ctes);
     }
 }
