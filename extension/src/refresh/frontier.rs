@@ -128,21 +128,20 @@ pub fn record(
         .iter()
         .enumerate()
         .map(|(i, relid)| {
-            let others = format!(
-                "FROM pgtrickle.pgt_dependencies d JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
-                 WHERE d.source_relid = {oid} AND d.columns IS NOT NULL AND s.pgt_id <> $1",
-                oid = relid.to_u32()
-            );
-            let others_lowest = format!(
-                "(SELECT min(LEAST(pg_catalog.pg_snapshot_xmin(s.frontier), s.frontier_own_xid)) {others})"
-            );
+            // the other dependants' frontiers, read once: whether one was never refreshed
+            // (it keeps everything), and the oldest
             format!(
-                ",\nbound{i} AS (SELECT CASE WHEN EXISTS (SELECT 1 {others} AND s.frontier IS NULL) THEN NULL
-                     ELSE LEAST({others_lowest},
+                ",\nothers{i} AS (SELECT bool_or(s.frontier IS NULL) AS unrefreshed,
+                     min(LEAST(pg_catalog.pg_snapshot_xmin(s.frontier), s.frontier_own_xid)) AS lowest
+                   FROM pgtrickle.pgt_dependencies d JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
+                   WHERE d.source_relid = {oid} AND d.columns IS NOT NULL AND s.pgt_id <> $1),
+                 bound{i} AS (SELECT CASE WHEN o.unrefreshed THEN NULL
+                     ELSE LEAST(o.lowest,
                                 (SELECT LEAST(pg_catalog.pg_snapshot_xmin(r.frontier), r.frontier_own_xid) FROM rec r))
                      END AS xid,
-                     COALESCE({previous_lower} <= {others_lowest}, true) AS moved,
-                     pg_catalog.pg_relation_size('{buffer}'::pg_catalog.regclass) >= {TRUNCATE_FROM_BYTES} AS large),
+                     COALESCE({previous_lower} <= o.lowest, true) AS moved,
+                     pg_catalog.pg_relation_size('{buffer}'::pg_catalog.regclass) >= {TRUNCATE_FROM_BYTES} AS large
+                   FROM others{i} o),
                  clean{i} AS (DELETE FROM {buffer} b
                               WHERE (SELECT moved AND NOT large FROM bound{i})
                                 AND b.__pgt_xid < (SELECT xid FROM bound{i})),
