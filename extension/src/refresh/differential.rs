@@ -311,12 +311,14 @@ pub fn apply(st: &StreamTable, pending: &Pending, started: Instant) -> PgtResult
         frontier::record(snapshot, st, &outcome, started, plan.reads_current_date)?;
         return Ok(outcome);
     };
-    // the change rows of each source, with a LIMIT (`$4`) they never reach, for the estimates
-    // of the generic plans kept for small changes
+    // the change rows of each source; for the generic plans kept for small changes with a
+    // LIMIT (`$4`) they never reach, for the plans' estimates (planned for a large change,
+    // the LIMIT's value would be known and change nothing, and it hides the columns'
+    // statistics from the estimates of groups)
     let mut windowed = plan.clone();
     for source in &mut windowed.sources {
         source.window = window.clone();
-        source.limit = Some("$4".into());
+        source.limit = (!large).then(|| "$4".into());
     }
     let apply_params = || {
         let mut params = params();

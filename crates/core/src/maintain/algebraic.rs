@@ -364,9 +364,12 @@ impl Algebraic {
         let mut values = self.visible_values("d");
         values.push("d.rid".to_string());
         values.extend(self.hidden_values("d"));
+        // a group is new when the stream table has no row for it (the statement reads the
+        // table as it was before `up`): an index lookup per group, whatever the planner
+        // estimates, where an anti-join against `up` could become a nested loop over both
         let new_group = format!(
-            "d.cnt > 0 AND {changed} AND NOT EXISTS (SELECT 1 FROM up WHERE {})",
-            same_group("up", &|i| format!("up.k{i}"))
+            "d.cnt > 0 AND {changed} AND NOT EXISTS (SELECT 1 FROM {table} AS s WHERE {})",
+            same_group("s", &|i| format!("s.{}", self.key_column(plan, i)))
         );
         let insert = format!(
             "INSERT INTO {table} ({stored}) SELECT {values} FROM d WHERE {new_group} RETURNING 1",
