@@ -172,19 +172,24 @@ fn assert_differential(client: &mut Client, name: &str) {
     );
 }
 
+/// The schema and a DIFFERENTIAL stream table for each shape, each checked by the oracle.
+fn create_every_shape(client: &mut Client, script: &mut Script) {
+    script.run(client, SCHEMA);
+    for (name, query) in QUERIES {
+        script.run(
+            client,
+            &format!("SELECT pgtrickle.create_stream_table('{name}', $q${query}$q$, refresh_mode => 'DIFFERENTIAL')"),
+        );
+        script.check(client, name, query);
+    }
+}
+
 #[test]
 fn random_changes_keep_every_shape_equal_to_its_query() {
     let db = TestDb::new("differential_shapes");
     let mut client = db.connect();
     let mut script = Script::new();
-    script.run(&mut client, SCHEMA);
-    for (name, query) in QUERIES {
-        script.run(
-            &mut client,
-            &format!("SELECT pgtrickle.create_stream_table('{name}', $q${query}$q$, refresh_mode => 'DIFFERENTIAL')"),
-        );
-        script.check(&mut client, name, query);
-    }
+    create_every_shape(&mut client, &mut script);
     let seed = pg_trickle_tests::seed(3);
     let mut rng = StdRng::seed_from_u64(seed);
     for _round in 0..50 {
@@ -210,13 +215,7 @@ fn large_changes_are_planned_for_their_size_and_stay_exact() {
     let db = TestDb::new("differential_large");
     let (mut client, messages) = db.connect_collecting();
     let mut script = Script::new();
-    script.run(&mut client, SCHEMA);
-    for (name, query) in QUERIES {
-        script.run(
-            &mut client,
-            &format!("SELECT pgtrickle.create_stream_table('{name}', $q${query}$q$, refresh_mode => 'DIFFERENTIAL')"),
-        );
-    }
+    create_every_shape(&mut client, &mut script);
     let seed = pg_trickle_tests::seed(5);
     let mut rng = StdRng::seed_from_u64(seed);
     // every large round changes more than LARGE rows of orders, every small one a few
