@@ -366,9 +366,14 @@ impl Algebraic {
         values.extend(self.hidden_values("d"));
         // a group is new when the stream table has no row for it (the statement reads the
         // table as it was before `up`): an index lookup per group, whatever the planner
-        // estimates, where an anti-join against `up` could become a nested loop over both
+        // estimates, where an anti-join against `up` could become a nested loop over both.
+        // `up` holds one row per changed group that exists (row id and keys are unique on
+        // both sides), so when it has as many rows as there are changed groups, none is new
+        // and the lookups are skipped (a condition on no row: evaluated once)
         let new_group = format!(
-            "d.cnt > 0 AND {changed} AND NOT EXISTS (SELECT 1 FROM {table} AS s WHERE {})",
+            "d.cnt > 0 AND {changed} \
+             AND (SELECT count(*) FROM up) < (SELECT count(*) FROM d WHERE {changed}) \
+             AND NOT EXISTS (SELECT 1 FROM {table} AS s WHERE {})",
             same_group("s", &|i| format!("s.{}", self.key_column(plan, i)))
         );
         let insert = format!(
