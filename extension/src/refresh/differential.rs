@@ -210,8 +210,9 @@ pub struct Pending {
 }
 
 /// Start a differential refresh of `st`: take its snapshot and look for change rows after the
-/// frontier. Writes nothing that a data exception could undo, so it runs outside the
-/// subtransaction that guards `apply`.
+/// frontier. What it may do besides (record a NOOP, or run a FULL refresh, which a data
+/// exception would fail again) needs no fallback, so it runs outside the subtransaction that
+/// guards `apply`.
 pub fn start(st: &StreamTable, started: Instant) -> PgtResult<Start> {
     let Some(previous) = st.frontier.clone() else {
         return full::refresh(
