@@ -96,6 +96,32 @@ fn auto_switches_to_full_for_large_changes_and_back() {
 }
 
 #[test]
+fn auto_counts_past_the_refresh_own_count_on_large_sources() {
+    // 20,000 rows and the ratio 0.1: up to 2,000 change rows stay differential, beyond the
+    // 1,000 the refresh counts anyway to plan its statements
+    let db = TestDb::new("auto_mode_large");
+    let mut client = db.connect();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE src (id int PRIMARY KEY, k int, v int);
+             INSERT INTO src SELECT i, i % 7, i FROM generate_series(1, 20000) i;
+             ANALYZE src;
+             SELECT pgtrickle.create_stream_table('auto_st', $q${QUERY}$q$);"
+        ))
+        .expect("setup");
+    // 1,600 change rows: 8%
+    let (mode, _) = change_and_refresh(&mut client, "src", 800, "auto_st", QUERY);
+    assert_eq!(mode, "DIFFERENTIAL");
+    // 2,400 change rows: 12%
+    let (mode, reason) = change_and_refresh(&mut client, "src", 1200, "auto_st", QUERY);
+    assert_eq!(mode, "FULL");
+    assert!(
+        reason.contains("more than 2000 pending change rows on public.src"),
+        "{reason}"
+    );
+}
+
+#[test]
 fn auto_stays_differential_when_the_source_size_is_unknown() {
     let db = TestDb::new("auto_mode_unknown");
     let mut client = db.connect();

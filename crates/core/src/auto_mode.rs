@@ -20,6 +20,17 @@ pub fn count_limit(source_rows: Option<f64>, max_ratio: f64) -> Option<i64> {
     Some(allowed as i64 + 1)
 }
 
+/// The change rows to compare with `limit` when an earlier count found `known` of them,
+/// counting up to `known_cap`: `known` itself when it is below the cap (it is exact), `limit`
+/// when the cap already reaches it; `None` when the rows must be counted up to `limit`.
+pub fn counted_already(known: i64, known_cap: i64, limit: i64) -> Option<i64> {
+    if known < known_cap || limit <= known_cap {
+        Some(known.min(limit))
+    } else {
+        None
+    }
+}
+
 /// Why a refresh goes FULL when `counted` change rows were found with limit `limit`, or `None`
 /// when the change is within the ratio.
 pub fn full_reason(
@@ -57,6 +68,32 @@ mod tests {
         assert_eq!(count_limit(Some(f64::NAN), 0.1), None);
         assert_eq!(count_limit(Some(1000.0), f64::INFINITY), None);
         assert_eq!(count_limit(Some(1e300), 1e6), None);
+    }
+
+    #[test]
+    fn an_earlier_count_decides_unless_it_stopped_below_the_limit() {
+        // exact (below the cap): compared as it is, within or beyond the limit
+        assert_eq!(counted_already(40, 1000, 101), Some(40));
+        assert_eq!(counted_already(400, 1000, 101), Some(101));
+        assert_eq!(counted_already(400, 1000, 5000), Some(400));
+        // stopped at the cap: enough when the limit is not above it
+        assert_eq!(counted_already(1000, 1000, 1000), Some(1000));
+        assert_eq!(counted_already(1000, 1000, 101), Some(101));
+        assert_eq!(counted_already(1000, 1000, 1001), None);
+        assert_eq!(counted_already(1000, 1000, 100_001), None);
+        // whatever is returned leads to the decision a full count would
+        for known_total in [0i64, 1, 99, 100, 101, 999, 1000, 1001, 5000, 200_000] {
+            for limit in [1i64, 101, 1000, 1001, 100_001] {
+                let known = known_total.min(1000);
+                if let Some(counted) = counted_already(known, 1000, limit) {
+                    assert_eq!(
+                        counted >= limit,
+                        known_total.min(limit) >= limit,
+                        "{known_total} rows, limit {limit}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,22 +1,25 @@
 //! AUTO mode inside a differential refresh: compare each changed source's pending change rows
 //! with the source's size (the planner's row estimate) and say when a full refresh should run
-//! instead. Counting stops at the limit, so the check costs at most that many rows.
+//! instead. The rows the refresh already counted decide when they can; otherwise counting
+//! stops at the limit, so the check costs at most that many rows.
 
 use super::snapshot::{first_i64, Param, PinnedSnapshot};
 use crate::cdc::buffer_name;
 use crate::error::PgtResult;
-use pg_trickle_core::auto_mode::{count_limit, full_reason};
+use pg_trickle_core::auto_mode::{count_limit, counted_already, full_reason};
 use pgrx::pg_sys;
 
-/// Why the pending change is too large for a differential refresh, if it is.
+/// Why the pending change is too large for a differential refresh, if it is. `changed`: each
+/// changed source with its change rows as the refresh counted them, up to `known_cap`.
 pub fn full_refresh_reason(
     snapshot: &PinnedSnapshot,
-    changed_sources: &[pg_sys::Oid],
+    changed: &[(pg_sys::Oid, i64)],
+    known_cap: i64,
     window: &str,
     params: &dyn Fn() -> Vec<Param>,
 ) -> PgtResult<Option<String>> {
     let max_ratio = crate::config::differential_max_change_ratio();
-    for relid in changed_sources {
+    for (relid, known) in changed {
         // leaf partitions carry the estimates of a partitioned table; -1 means never analyzed
         let size = snapshot.query(
             "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname),
@@ -37,16 +40,19 @@ pub fn full_refresh_reason(
         let (Some(limit), Some(rows)) = (count_limit(rows, max_ratio), rows) else {
             continue;
         };
-        let counted = first_i64(
-            &snapshot.query(
-                &format!(
-                    "SELECT count(*) FROM (SELECT 1 FROM {} b WHERE {window} LIMIT {limit}) x",
-                    buffer_name(*relid)
-                ),
-                &params(),
-            )?,
-            0,
-        );
+        let counted = match counted_already(*known, known_cap, limit) {
+            Some(counted) => counted,
+            None => first_i64(
+                &snapshot.query(
+                    &format!(
+                        "SELECT count(*) FROM (SELECT 1 FROM {} b WHERE {window} LIMIT {limit}) x",
+                        buffer_name(*relid)
+                    ),
+                    &params(),
+                )?,
+                0,
+            ),
+        };
         if let Some(reason) = full_reason(&name, counted, limit, rows, max_ratio) {
             return Ok(Some(reason));
         }

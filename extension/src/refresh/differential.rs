@@ -269,11 +269,11 @@ pub fn apply(st: &StreamTable, pending: &Pending, started: Instant) -> PgtResult
     let relids = &st.captured_sources;
     let window = frontier::window_parameterized();
     let params = || frontier::window_params(previous);
-    let changed_sources: Vec<pgrx::pg_sys::Oid> = relids
+    let changed: Vec<(pgrx::pg_sys::Oid, i64)> = relids
         .iter()
         .zip(sources)
         .filter(|(_, source)| source.rows > 0)
-        .map(|(relid, _)| *relid)
+        .map(|(relid, source)| (*relid, source.rows))
         .collect();
     // the kept (generic) plans fit small changes; a large one is planned for its size
     let large = sources.iter().map(|source| source.rows).sum::<i64>() >= LARGE_CHANGE;
@@ -292,14 +292,14 @@ pub fn apply(st: &StreamTable, pending: &Pending, started: Instant) -> PgtResult
     };
     if st.settings.refresh_mode == RefreshMode::Auto {
         if let Some(reason) =
-            super::auto::full_refresh_reason(snapshot, &changed_sources, &window, &params)?
+            super::auto::full_refresh_reason(snapshot, &changed, LARGE_CHANGE, &window, &params)?
         {
             return full::refresh(st, Some(&super::planned(st)?), Some(reason), started);
         }
     }
-    let changed_buffers: Vec<QualifiedName> = changed_sources
+    let changed_buffers: Vec<QualifiedName> = changed
         .iter()
-        .map(|relid| buffer_name(*relid))
+        .map(|(relid, _)| buffer_name(*relid))
         .collect();
     let plan = super::planned(st)?;
     let changed = |source: usize| {
