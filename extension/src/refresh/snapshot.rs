@@ -10,14 +10,15 @@ use pgrx::prelude::*;
 use std::ffi::{CStr, CString};
 
 thread_local! {
-    /// Plans of refresh statements, kept per backend by whether they are replanned at each
-    /// run and their text (which carries no values that change between refreshes: frontiers
-    /// and keys are parameters). PostgreSQL's plan cache revalidates them after DDL.
-    static KEPT: std::cell::RefCell<std::collections::HashMap<(bool, String), pg_sys::SPIPlanPtr>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    /// Plans of refresh statements, kept per backend by their text (which carries no values
+    /// that change between refreshes: frontiers and keys are parameters): generic plans
+    /// first, then statements replanned at each run. PostgreSQL's plan cache revalidates them
+    /// after DDL.
+    static KEPT: std::cell::RefCell<[std::collections::HashMap<String, pg_sys::SPIPlanPtr>; 2]> =
+        std::cell::RefCell::new(Default::default());
 }
 
-/// At most this many refresh statements keep their plans in one backend.
+/// At most this many refresh statements of each kind keep their plans in one backend.
 const MAX_KEPT_PLANS: usize = 512;
 
 /// A registered snapshot; unregistered when dropped.
@@ -84,24 +85,22 @@ impl PinnedSnapshot {
     /// snapshot of the atomic group being refreshed, brought up to this transaction's latest
     /// command so that it sees the group's earlier writes.
     pub fn take() -> PinnedSnapshot {
-        if let Some(shared) = SHARED.with(|s| s.get()) {
+        let snapshot = match SHARED.with(|s| s.get()) {
             // SAFETY: the shared snapshot is a registered copy owned by `with_shared_snapshot`;
             // moving its command id forward is what PostgreSQL does to its active snapshot.
-            let snapshot = unsafe {
+            Some(shared) => unsafe {
                 (*shared).curcid = pg_sys::GetCurrentCommandId(false);
                 pg_sys::RegisterSnapshot(shared)
-            };
-            return PinnedSnapshot {
-                snapshot,
-                standalone: standalone(),
-            };
-        }
-        // SAFETY: GetTransactionSnapshot returns a valid snapshot inside a transaction;
-        // RegisterSnapshot copies it and keeps it alive until UnregisterSnapshot.
-        let snapshot = unsafe { pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot()) };
+            },
+            // SAFETY: GetTransactionSnapshot returns a valid snapshot inside a transaction;
+            // RegisterSnapshot copies it and keeps it alive until UnregisterSnapshot.
+            None => unsafe { pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot()) },
+        };
+        // SAFETY: reads backend-local transaction state.
+        let standalone = unsafe { !pg_sys::IsTransactionBlock() };
         PinnedSnapshot {
             snapshot,
-            standalone: standalone(),
+            standalone,
         }
     }
 
@@ -148,8 +147,8 @@ impl PinnedSnapshot {
             // outlive the calls; result tuples are read before the connection closes.
             unsafe {
                 // kept plans, taken out while in use (see `pg::with_cached_plan`)
-                let key = (replanned, sql.to_string());
-                let plan = match KEPT.with(|k| k.borrow_mut().remove(&key)) {
+                let kind = usize::from(replanned);
+                let plan = match KEPT.with(|k| k.borrow_mut()[kind].remove(sql)) {
                     Some(plan) => plan,
                     None => {
                         // a generic plan, made once: the parameters (frontier, keys) do not
@@ -209,7 +208,7 @@ impl PinnedSnapshot {
                     }
                 }
                 KEPT.with(|k| {
-                    let mut kept = k.borrow_mut();
+                    let kept = &mut k.borrow_mut()[kind];
                     if kept.len() >= MAX_KEPT_PLANS {
                         // statements of dropped or altered stream tables would otherwise stay
                         // for the life of the backend; start over instead
@@ -217,18 +216,12 @@ impl PinnedSnapshot {
                             pg_sys::SPI_freeplan(old);
                         }
                     }
-                    kept.insert(key, plan)
+                    kept.insert(sql.to_string(), plan)
                 });
                 Ok(rows)
             }
         })
     }
-}
-
-/// Whether the current transaction is no transaction block (nor a subtransaction).
-fn standalone() -> bool {
-    // SAFETY: reads backend-local transaction state.
-    unsafe { !pg_sys::IsTransactionBlock() }
 }
 
 impl Drop for PinnedSnapshot {
