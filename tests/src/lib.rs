@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod db;
 pub mod oracle;
 pub mod script;
+pub mod shapes;
 pub mod spec;
 pub mod wait;
 
