@@ -547,11 +547,13 @@ fn writes_to_partitions_and_partition_ddl_reach_a_partitioned_source() {
         "CREATE TABLE parted_b PARTITION OF parted FOR VALUES FROM (100) TO (200);
          INSERT INTO parted_b VALUES (150, 1, 5)",
         // a table with rows attached, then a partition detached and written to afterwards
-        "CREATE TABLE parted_c (id int, k int, v int);
-         INSERT INTO parted_c VALUES (250, 2, 50), (251, 9, 9);
+        // (its columns in another order: capture matches them by name)
+        "CREATE TABLE parted_c (v int, id int, k int);
+         INSERT INTO parted_c (id, k, v) VALUES (250, 2, 50), (251, 9, 9);
          ALTER TABLE parted ATTACH PARTITION parted_c FOR VALUES FROM (200) TO (300)",
         "ALTER TABLE parted DETACH PARTITION parted_b",
-        "INSERT INTO parted_b VALUES (160, 1, 1); INSERT INTO parted_c VALUES (260, 2, 2)",
+        "INSERT INTO parted_b VALUES (160, 1, 1); INSERT INTO parted_c VALUES (2, 260, 2)",
+        "DELETE FROM parted_c WHERE id = 250",
         "TRUNCATE parted_a2",
     ];
     for step in steps {

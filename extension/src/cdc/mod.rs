@@ -5,7 +5,9 @@
 //! - each row carries the writing transaction's id (`__pgt_xid`), a sequence number
 //!   (`__pgt_seq`, ordering the rows one transaction writes) and a weight (+1 inserted,
 //!   -1 deleted);
-//! - only the columns some dependant reads are stored; an UPDATE stores `old EXCEPT ALL new` as
+//! - the rows of an INSERT or DELETE are copied from its transition table by a trigger
+//!   function in Rust (`capture`);
+//! - only the columns some dependant reads are stored; an UPDATE (a generated SQL function) stores `old EXCEPT ALL new` as
 //!   deletions and `new EXCEPT ALL old` as insertions over those columns, so an UPDATE that
 //!   changes none of them writes nothing;
 //! - TRUNCATE (and, when every dependant declared the source append-only, UPDATE and DELETE)
@@ -15,6 +17,7 @@
 //! rows every dependant has consumed are deleted by the refreshes (`refresh::frontier`).
 
 mod buffer;
+mod capture;
 mod triggers;
 
 pub use buffer::{buffer_name, empty_consumed, prune_unused, reset_if_partitioned, sync_source};

@@ -1,7 +1,9 @@
-//! The capture function and triggers of one source. The function is generated per source
-//! (it names the buffer and the tracked columns) and is SECURITY DEFINER: it runs as the
-//! extension's owner because the users writing to the source cannot write to the buffer, which
-//! is not readable by PUBLIC. Its search_path is pinned, and it contains no user-supplied text.
+//! The capture triggers of one source. INSERT, DELETE and TRUNCATE (and every event of an
+//! append-only source) are captured by `pgtrickle._pgt_capture` (`capture`), which copies the
+//! transition rows into the buffer. An UPDATE's net change is computed by a PL/pgSQL function
+//! generated per source (it names the buffer and the tracked columns): SECURITY DEFINER, since
+//! the users writing to the source cannot write to the buffer, which is not readable by PUBLIC;
+//! its search_path is pinned, and it contains no user-supplied text.
 
 use super::buffer::Tracked;
 use crate::error::PgtResult;
@@ -11,16 +13,15 @@ use pgrx::prelude::*;
 
 pub const CAPTURE_TRIGGER_PREFIX: &str = "__pgt_capture_";
 
+/// The trigger function of INSERT, DELETE and TRUNCATE (see `capture`).
+const GENERIC_CAPTURE: &str = "pgtrickle._pgt_capture";
+
 pub fn function_name(relid: pg_sys::Oid) -> QualifiedName {
     QualifiedName::new("pgtrickle_changes", format!("capture_{}", relid.to_u32()))
 }
 
-fn function_body(
-    relid: pg_sys::Oid,
-    buffer: &QualifiedName,
-    columns: &[Tracked],
-    append_only: bool,
-) -> String {
+/// The body of the UPDATE capture function.
+fn function_body(relid: pg_sys::Oid, buffer: &QualifiedName, columns: &[Tracked]) -> String {
     let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
     let list = |prefix: &str| {
         names
@@ -28,22 +29,6 @@ fn function_body(
             .map(|n| format!(", {prefix}{n}"))
             .collect::<String>()
     };
-    let reset = format!(
-        "INSERT INTO pgtrickle_changes.resets (source_relid) VALUES ({});",
-        relid.to_u32()
-    );
-    // The transaction id and sequence number are the same for every row of one statement:
-    // computed once (in the DECLARE section), not per row.
-    let insert = format!(
-        "INSERT INTO {buffer} (__pgt_xid, __pgt_seq, __pgt_weight{}) SELECT pgt_xid, pgt_seq, 1{} FROM __pgt_new n;",
-        list(""),
-        list("n.")
-    );
-    let delete = format!(
-        "INSERT INTO {buffer} (__pgt_xid, __pgt_seq, __pgt_weight{}) SELECT pgt_xid, pgt_seq, -1{} FROM __pgt_old o;",
-        list(""),
-        list("o.")
-    );
     let update = if names.is_empty() {
         String::new()
     } else {
@@ -95,11 +80,6 @@ fn function_body(
                 .join(", "),
         )
     };
-    let (on_update, on_delete) = if append_only {
-        (reset.clone(), reset.clone())
-    } else {
-        (update, delete)
-    };
     format!(
         "#variable_conflict use_variable
          DECLARE
@@ -112,11 +92,7 @@ fn function_body(
                 WHERE a.relid = {root}::pg_catalog.oid) THEN
              RETURN NULL;
            END IF;
-           IF TG_OP = 'INSERT' THEN {insert}
-           ELSIF TG_OP = 'UPDATE' THEN {on_update}
-           ELSIF TG_OP = 'DELETE' THEN {on_delete}
-           ELSE {reset}
-           END IF;
+           {update}
            RETURN NULL;
          END",
         root = relid.to_u32()
@@ -152,7 +128,7 @@ pub fn install(
             "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql
              SECURITY DEFINER SET search_path = pg_catalog, pg_temp
              AS $pgt_capture$ {} $pgt_capture$",
-            function_body(relid, buffer, columns, append_only)
+            function_body(relid, buffer, columns)
         ),
         &[],
     )?;
@@ -170,25 +146,41 @@ pub fn install(
             "REFERENCING OLD TABLE AS __pgt_old NEW TABLE AS __pgt_new",
         )
     };
+    // (function, its argument): the generic capture is told the source, so that partitions
+    // write into their root's buffer
+    let root = format!("'{}'", relid.to_u32());
+    let generic = (GENERIC_CAPTURE.to_string(), root.as_str());
+    let update = if append_only {
+        generic.clone()
+    } else {
+        (function.to_string(), "")
+    };
     let triggers = [
-        ("ins", "INSERT", "REFERENCING NEW TABLE AS __pgt_new"),
-        ("upd", "UPDATE", old_and_new_rows),
-        ("del", "DELETE", old_rows),
-        ("trunc", "TRUNCATE", ""),
+        (
+            "ins",
+            "INSERT",
+            "REFERENCING NEW TABLE AS __pgt_new",
+            &generic,
+        ),
+        ("upd", "UPDATE", old_and_new_rows, &update),
+        ("del", "DELETE", old_rows, &generic),
+        ("trunc", "TRUNCATE", "", &generic),
     ];
     for table in tree_members(relid, source)? {
         let mut enable = Vec::new();
-        for (suffix, event, referencing) in triggers {
+        for (suffix, event, referencing, (trigger_function, argument)) in &triggers {
             let name = format!("{CAPTURE_TRIGGER_PREFIX}{suffix}");
-            // whether it exists, and with the transition tables wanted
+            // whether it exists, calling the wanted function with the transition tables wanted
             let found = query_one::<bool>(
                 "SELECT (tgoldtable IS NOT NULL OR tgnewtable IS NOT NULL) = ($3 <> '')
+                        AND tgfoid = pg_catalog.to_regprocedure($4)
                  FROM pg_catalog.pg_trigger
                  WHERE tgrelid = $1::pg_catalog.regclass AND tgname = $2",
                 &[
                     table.as_str().into(),
                     name.as_str().into(),
-                    referencing.into(),
+                    (*referencing).into(),
+                    format!("{trigger_function}()").into(),
                 ],
             )?;
             if found == Some(false) {
@@ -198,7 +190,7 @@ pub fn install(
                 run(
                     &format!(
                         "CREATE TRIGGER {name} AFTER {event} ON {table} {referencing} \
-                         FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+                         FOR EACH STATEMENT EXECUTE FUNCTION {trigger_function}({argument})"
                     ),
                     &[],
                 )?;
