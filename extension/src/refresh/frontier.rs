@@ -140,7 +140,10 @@ pub fn record(
                                 (SELECT LEAST(pg_catalog.pg_snapshot_xmin(r.frontier), r.frontier_own_xid) FROM rec r))
                      END AS xid,
                      COALESCE({previous_lower} <= o.lowest, true) AS moved,
-                     pg_catalog.pg_relation_size('{buffer}'::pg_catalog.regclass) >= {TRUNCATE_FROM_BYTES} AS large
+                     -- the size only where it decides something (it is a system call)
+                     CASE WHEN COALESCE({previous_lower} <= o.lowest, true)
+                          THEN pg_catalog.pg_relation_size('{buffer}'::pg_catalog.regclass) >= {TRUNCATE_FROM_BYTES}
+                          ELSE false END AS large
                    FROM others{i} o),
                  clean{i} AS (DELETE FROM {buffer} b
                               WHERE (SELECT moved AND NOT large FROM bound{i})
