@@ -4,7 +4,8 @@
 //! is due (at least `pg_trickle.scheduler_interval_ms`, at most a second); a refresh worker
 //! stopping wakes it at once.
 //!
-//! There is at most one scheduler per database (a session advisory lock, taken at start). It
+//! There is at most one scheduler per database (a claim in shared memory before it connects,
+//! and a session advisory lock once connected). It
 //! exits when the extension is dropped, when the database has no stream table left, when
 //! `pg_trickle.enabled` is off, and when another session wants the database to itself
 //! (DROP DATABASE, CREATE DATABASE with it as template, renaming it); it then stops the refresh
@@ -40,6 +41,11 @@ struct Running {
 pub extern "C-unwind" fn pg_trickle_scheduler_main(argument: pg_sys::Datum) {
     install_signal_handlers();
     let database = pg_sys::Oid::from(argument.value() as u32);
+    // before connecting, so that a second scheduler never shows in pg_stat_activity
+    if !shared::claim_scheduler(database.to_u32()) {
+        pgrx::debug1!("pg_trickle scheduler exits: another one runs in this database");
+        exit_quietly();
+    }
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
     let sole = in_transaction(|| {
         crate::pg::query_one::<bool>(

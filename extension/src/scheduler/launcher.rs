@@ -6,6 +6,8 @@
 //! - A database whose scheduler found no extension or no stream tables is marked idle in
 //!   shared memory; the launcher leaves it alone until a `create_stream_table` commits there
 //!   (which also wakes the launcher at once), looking again only every `IDLE_PROBE_INTERVAL`.
+//! - A database whose scheduler an earlier launcher started (this one was restarted) keeps it;
+//!   it counts as stopped from the last time it was seen running.
 //! - A scheduler that exited for another reason (the database was wanted by DROP DATABASE or
 //!   similar, an error) is started again after `RESTART_DELAY`.
 //! - While `pg_trickle.enabled` is off it starts none.
@@ -49,8 +51,14 @@ struct Database {
 
 impl Database {
     /// Whether to start a scheduler now.
-    fn wants_scheduler(&self, oid: u32, woken: bool) -> bool {
+    fn wants_scheduler(&mut self, oid: u32, woken: bool) -> bool {
         if self.scheduler.is_some() {
+            return false;
+        }
+        if shared::scheduler_running(oid) {
+            // started by an earlier launcher: once it exits, it counts as stopped from the
+            // last time it was seen
+            self.last_stop = Some(Instant::now());
             return false;
         }
         let Some(stopped) = self.last_stop else {
