@@ -546,6 +546,8 @@ fn writes_to_partitions_and_partition_ddl_reach_a_partitioned_source() {
         // a partition created later, then written to directly
         "CREATE TABLE parted_b PARTITION OF parted FOR VALUES FROM (100) TO (200);
          INSERT INTO parted_b VALUES (150, 1, 5)",
+        // rows moved to another partition by an UPDATE of the source
+        "UPDATE parted SET id = id + 100, v = v + 1 WHERE id BETWEEN 10 AND 14",
         // a table with rows attached, then a partition detached and written to afterwards
         // (its columns in another order: capture matches them by name)
         "CREATE TABLE parted_c (v int, id int, k int);

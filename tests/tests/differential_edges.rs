@@ -321,6 +321,46 @@ fn capture_survives_ddl_on_buffer_columns_no_dependant_reads() {
 }
 
 #[test]
+fn upserts_swaps_and_repeated_updates_are_captured_exactly() {
+    let db = TestDb::new("edges_update_capture");
+    let mut client = db.connect();
+    let sums = "SELECT k, sum(v) AS s, count(*) AS n FROM kv GROUP BY k";
+    let rows = "SELECT id, k, v FROM kv";
+    run(
+        &mut client,
+        "CREATE TABLE kv (id int PRIMARY KEY, k int, v numeric, note text);
+         INSERT INTO kv SELECT i, i % 4, i, 'n' FROM generate_series(1, 40) i;",
+    );
+    create(&mut client, "kv_sums", sums);
+    create(&mut client, "kv_rows", rows);
+    let steps = [
+        // inserted and updated rows in one statement
+        "INSERT INTO kv VALUES (1, 9, 100, 'u'), (2, 1, 2, 'same'), (41, 1, 41, 'new')
+         ON CONFLICT (id) DO UPDATE SET k = EXCLUDED.k, v = EXCLUDED.v, note = EXCLUDED.note",
+        // values swapped between rows: the multiset of (k, v) does not change
+        "UPDATE kv SET k = CASE id WHEN 3 THEN 4 ELSE 3 END, v = CASE id WHEN 3 THEN 4 ELSE 3 END
+         WHERE id IN (3, 4)",
+        // the same rows updated twice in one transaction, back to their values
+        "BEGIN; UPDATE kv SET v = v + 7 WHERE k = 1; UPDATE kv SET v = v - 7 WHERE k = 1;
+         UPDATE kv SET k = k WHERE id = 5; COMMIT;",
+        // only a column nobody reads, then NULLs in and out
+        "UPDATE kv SET note = 'x'",
+        "UPDATE kv SET v = NULL WHERE id % 5 = 0",
+        "UPDATE kv SET v = id, k = NULL WHERE id % 10 = 0",
+    ];
+    for step in steps {
+        run(&mut client, step);
+        for (name, query) in [("kv_sums", sums), ("kv_rows", rows)] {
+            assert_ne!(
+                refresh(&mut client, name, query),
+                "FULL",
+                "{name} after {step}"
+            );
+        }
+    }
+}
+
+#[test]
 fn change_rows_are_deleted_once_every_dependant_consumed_them() {
     let db = TestDb::new("edges_buffer_cleanup");
     let mut client = db.connect();

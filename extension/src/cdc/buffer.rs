@@ -18,18 +18,7 @@ pub fn buffer_name(relid: pg_sys::Oid) -> QualifiedName {
 pub struct Tracked {
     pub name: String,
     pub type_name: String,
-    /// The type's output function (schema-qualified), when equality of two values of the type
-    /// does not mean they are the same value (`1.0 = 1.00`, `-0 = 0` for floats, case-insensitive
-    /// or nondeterministic collations): an UPDATE is then compared on the text too. `None` for
-    /// types whose equality is identity.
-    pub output_function: Option<String>,
 }
-
-/// Base types (after one level of domain) whose equality means identity, so that an UPDATE
-/// between two equal values changes nothing a query can see. Text types only under a
-/// deterministic collation (checked separately).
-const IDENTITY_EQUALITY_TYPES: &str = "'bool', 'bytea', 'char', 'name', 'int8', 'int2', 'int4', \
-     'text', 'oid', 'varchar', 'date', 'time', 'timestamp', 'timestamptz', 'uuid'";
 
 /// Columns of relation `relation_sql` (an SQL expression for its OID) that satisfy
 /// `condition` (over `a`, the pg_attribute row), in column order.
@@ -39,22 +28,8 @@ fn columns(
     args: &[pgrx::datum::DatumWithOid],
 ) -> PgtResult<Vec<Tracked>> {
     let sql = format!(
-        "SELECT a.attname::text,
-                pg_catalog.format_type(a.atttypid, a.atttypmod),
-                CASE WHEN (b.typtype = 'e'
-                           OR (b.typnamespace = 'pg_catalog'::regnamespace
-                               AND b.typname::text IN ({IDENTITY_EQUALITY_TYPES})))
-                          AND coalesce(coll.collisdeterministic, true)
-                     THEN NULL
-                     ELSE pg_catalog.quote_ident(fn.nspname) || '.' || pg_catalog.quote_ident(f.proname)
-                END
+        "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod)
          FROM pg_catalog.pg_attribute a
-         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-         JOIN pg_catalog.pg_type b
-           ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-         JOIN pg_catalog.pg_proc f ON f.oid = t.typoutput
-         JOIN pg_catalog.pg_namespace fn ON fn.oid = f.pronamespace
-         LEFT JOIN pg_catalog.pg_collation coll ON coll.oid = a.attcollation
          WHERE a.attrelid = {relation_sql} AND a.attnum > 0 AND NOT a.attisdropped AND {condition}
          ORDER BY a.attnum"
     );
@@ -65,7 +40,6 @@ fn columns(
                 Ok(Tracked {
                     name: row.get::<String>(1)?.unwrap_or_default(),
                     type_name: row.get::<String>(2)?.unwrap_or_default(),
-                    output_function: row.get::<String>(3)?,
                 })
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
@@ -165,7 +139,7 @@ pub fn sync_source(relid: pg_sys::Oid) -> PgtResult<()> {
                 Some(_) => {}
             }
         }
-        triggers::install(relid, &source, &buffer, &wanted, append_only)?;
+        triggers::install(relid, &source, &wanted, append_only)?;
         // dependants' owners read the buffer during their refreshes
         run(
             &format!(
@@ -201,13 +175,6 @@ fn remove(relid: pg_sys::Oid, source_exists: bool) -> PgtResult<()> {
     if source_exists {
         triggers::remove(relid)?;
     }
-    run(
-        &format!(
-            "DROP FUNCTION IF EXISTS {}()",
-            triggers::function_name(relid)
-        ),
-        &[],
-    )?;
     run(&format!("DROP TABLE IF EXISTS {}", buffer_name(relid)), &[])
 }
 

@@ -1,60 +1,182 @@
-//! The capture trigger function of INSERT, DELETE and TRUNCATE, `pgtrickle._pgt_capture`. It
-//! copies the rows of the statement's transition table straight into the source's change
-//! buffer with batched heap inserts (as COPY does): no SQL statement is planned or executed per
-//! write, which is most of what a PL/pgSQL capture costs a single-row INSERT. An UPDATE's net
-//! change needs comparisons over the tracked columns and stays in the SQL of the generated
-//! function (`triggers`). Without a transition table (TRUNCATE; UPDATE and DELETE of an
-//! append-only source) it writes a reset marker.
+//! The capture trigger function, `pgtrickle._pgt_capture(root_oid, tracked_column, ...)`,
+//! written in Rust: the statement-level triggers of every event of a source (and of each of
+//! its partitions) call it. It writes the statement's change into the source's buffer without
+//! running SQL (`buffer_writer`), which is most of what a PL/pgSQL capture cost a single-row
+//! INSERT:
+//!
+//! - INSERT: every new row with weight +1; DELETE: every old row with weight -1;
+//! - UPDATE: PostgreSQL fills the old and new transition tables in step, one pair per updated
+//!   row. A pair whose tracked columns have the same binary image writes nothing (so an UPDATE
+//!   of columns no stream table reads costs little, while `1.0` -> `1.00`, `0` -> `-0` or a
+//!   change of case under `citext` counts as a change); any other pair writes the old row
+//!   with -1 and the new one with +1. Whatever the pairing, the rows written add up to the
+//!   exact difference of the two tables: only identical rows are left out, in pairs.
+//! - no transition table (TRUNCATE; UPDATE and DELETE of an append-only source): a reset
+//!   marker, after which dependants recompute in full.
 //!
 //! The buffer is written directly, so no privilege on it is checked: the users writing to a
-//! source need none, as with the SECURITY DEFINER function this replaces for these events.
+//! source need none, and the function needs no SECURITY DEFINER.
 
+use super::buffer_writer::{tracked_attributes, BufferWriter, TransitionRows};
 use crate::error::raise;
 use crate::pg::{as_extension_owner, query_one, run};
-use pg_trickle_core::{CoreError, ErrorKind};
+use pg_trickle_core::CoreError;
 use pgrx::prelude::*;
-use std::ffi::CStr;
-
-/// Rows written per `heap_multi_insert` call.
-const BATCH: usize = 1000;
-
-/// Schema of the buffers and of the sequence ordering their rows.
-const CHANGES_SCHEMA: &CStr = c"pgtrickle_changes";
 
 #[pg_trigger]
 fn _pgt_capture<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByRust>>, PgHeapTupleError> {
-    let root = match trigger.extra_args().ok().as_deref() {
-        Some([root]) => root.parse::<u32>().ok(),
-        _ => None,
-    }
-    .map(pg_sys::Oid::from)
-    .unwrap_or_else(|| {
+    let args = trigger.extra_args().unwrap_or_default();
+    let Some(root) = args
+        .first()
+        .and_then(|a| a.parse::<u32>().ok())
+        .map(pg_sys::Oid::from)
+    else {
         raise(CoreError::internal(
-            "pgtrickle._pgt_capture() expects the source's OID as its only argument",
+            "pgtrickle._pgt_capture() expects the source's OID and its tracked columns as arguments",
         ))
-    });
+    };
     let data = trigger.trigger_data();
     // SAFETY: the trigger manager passes a valid TriggerData with an open relation.
-    let relid = unsafe { (*data.tg_relation).rd_id };
+    let (relid, desc) = unsafe { ((*data.tg_relation).rd_id, (*data.tg_relation).rd_att) };
     if relid != root && !descends_from(relid, root) {
         // a table detached from the source's partition tree keeps the trigger
         return Ok(None);
     }
-    let op = data.tg_event & pg_sys::TRIGGER_EVENT_OPMASK;
-    let (rows, weight) = match op {
-        pg_sys::TRIGGER_EVENT_INSERT => (data.tg_newtable, 1),
-        pg_sys::TRIGGER_EVENT_DELETE => (data.tg_oldtable, -1),
-        _ => (std::ptr::null_mut(), 0),
-    };
-    if rows.is_null() {
-        write_reset(root);
-    } else {
-        // SAFETY: `rows` is the statement's transition table, in the rowtype of tg_relation.
-        unsafe { copy_rows(root, data.tg_relation, rows, weight) };
+    // SAFETY: a valid descriptor, not released while wrapped.
+    let tracked = tracked_attributes(
+        &unsafe { pgrx::PgTupleDesc::from_pg_unchecked(desc) },
+        &args[1..],
+    );
+    let (old, new) = (data.tg_oldtable, data.tg_newtable);
+    // SAFETY: the transition tables are the statement's, in the rowtype of tg_relation.
+    unsafe {
+        match data.tg_event & pg_sys::TRIGGER_EVENT_OPMASK {
+            pg_sys::TRIGGER_EVENT_INSERT if !new.is_null() => {
+                copy_all(root, desc, &tracked, TransitionRows::open(new, desc), 1)
+            }
+            pg_sys::TRIGGER_EVENT_DELETE if !old.is_null() => {
+                copy_all(root, desc, &tracked, TransitionRows::open(old, desc), -1)
+            }
+            pg_sys::TRIGGER_EVENT_UPDATE if !old.is_null() && !new.is_null() => copy_changed(
+                root,
+                desc,
+                &tracked,
+                TransitionRows::open(old, desc),
+                TransitionRows::open(new, desc),
+            ),
+            _ => write_reset(root),
+        }
     }
     Ok(None)
+}
+
+/// Write every row of `rows` with `weight`.
+///
+/// # Safety
+/// Inside the trigger call; `desc` is the rowtype of `rows`.
+unsafe fn copy_all(
+    root: pg_sys::Oid,
+    desc: pg_sys::TupleDesc,
+    tracked: &[usize],
+    mut rows: TransitionRows,
+    weight: i16,
+) {
+    if rows.len() > 0 {
+        // SAFETY: the caller's guarantees.
+        let mut writer = unsafe { BufferWriter::open(root, desc, tracked, rows.len()) };
+        while let Some(row) = rows.next() {
+            // SAFETY: a row of `desc`.
+            unsafe { writer.push(row, weight) };
+        }
+        writer.finish();
+    }
+    rows.close();
+}
+
+/// Write the pairs of old and new rows that differ in a tracked column (see the module's
+/// comment); the buffer is opened only if one does.
+///
+/// # Safety
+/// Inside the trigger call; `desc` is the rowtype of both tables.
+unsafe fn copy_changed(
+    root: pg_sys::Oid,
+    desc: pg_sys::TupleDesc,
+    tracked: &[usize],
+    mut old: TransitionRows,
+    mut new: TransitionRows,
+) {
+    let expected = 2 * old.len().max(new.len());
+    let mut writer: Option<BufferWriter> = None;
+    let mut write = |row: *mut pg_sys::TupleTableSlot, weight: i16| {
+        // SAFETY: the caller's guarantees; `row` is a row of `desc`.
+        unsafe {
+            writer
+                .get_or_insert_with(|| BufferWriter::open(root, desc, tracked, expected))
+                .push(row, weight)
+        }
+    };
+    loop {
+        match (old.next(), new.next()) {
+            (Some(before), Some(after)) => {
+                // SAFETY: two rows of `desc`.
+                if !unsafe { same_image(before, after, desc, tracked) } {
+                    write(before, -1);
+                    write(after, 1);
+                }
+            }
+            (Some(before), None) => write(before, -1),
+            (None, Some(after)) => write(after, 1),
+            (None, None) => break,
+        }
+    }
+    if let Some(writer) = writer {
+        writer.finish();
+    }
+    old.close();
+    new.close();
+}
+
+unsafe extern "C-unwind" {
+    /// Whether two values of a type have the same binary image once detoasted
+    /// (utils/datum.h).
+    fn datum_image_eq(
+        value1: pg_sys::Datum,
+        value2: pg_sys::Datum,
+        by_value: bool,
+        length: i32,
+    ) -> bool;
+}
+
+/// Whether rows `a` and `b` (all attributes read) have the same image in every tracked column.
+///
+/// # Safety
+/// Both slots hold rows of `desc`.
+unsafe fn same_image(
+    a: *mut pg_sys::TupleTableSlot,
+    b: *mut pg_sys::TupleTableSlot,
+    desc: pg_sys::TupleDesc,
+    tracked: &[usize],
+) -> bool {
+    // SAFETY: the caller's guarantees.
+    let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(desc) };
+    tracked.iter().all(|&i| {
+        let Some(attr) = desc.get(i) else {
+            return true;
+        };
+        // SAFETY: i is an attribute of both rows, whose values are read.
+        unsafe {
+            let (a_null, b_null) = (*(*a).tts_isnull.add(i), *(*b).tts_isnull.add(i));
+            if a_null || b_null {
+                return a_null == b_null;
+            }
+            let (a_value, b_value) = (*(*a).tts_values.add(i), *(*b).tts_values.add(i));
+            pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                datum_image_eq(a_value, b_value, attr.attbyval, attr.attlen as i32)
+            })
+        }
+    })
 }
 
 /// Whether partition `relid` is (still) below `root`.
@@ -76,179 +198,4 @@ fn write_reset(root: pg_sys::Oid) {
         )
     })
     .unwrap_or_else(|e| raise(e));
-}
-
-fn missing(what: &str, root: pg_sys::Oid) -> ! {
-    let table = query_one::<String>("SELECT $1::pg_catalog.regclass::text", &[root.into()])
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| root.to_u32().to_string());
-    raise(
-        CoreError::new(
-            ErrorKind::ObjectNotInPrerequisiteState,
-            format!("the change capture of table {table} has no {what}"),
-        )
-        .with_hint("Alter or recreate the stream tables that read this table."),
-    )
-}
-
-/// Where each buffer column's value comes from.
-#[derive(Clone, Copy)]
-enum Source {
-    Xid,
-    Seq,
-    Weight,
-    /// Zero-based attribute of the source's rowtype.
-    Column(usize),
-    /// A buffer column without a source column of its name and type.
-    Null,
-}
-
-/// The source of every buffer column: the source column of the same name and type. A buffer
-/// keeps the columns of stream tables since dropped; a column no dependant reads any more may
-/// have been dropped from the source or changed type since (DDL on a column a stream table
-/// reads is refused), and is stored as NULL, as no refresh reads it.
-fn column_sources(buffer: &pgrx::PgTupleDesc, source: &pgrx::PgTupleDesc) -> Vec<Source> {
-    buffer
-        .iter()
-        .map(|attr| match attr.name() {
-            _ if attr.is_dropped() => Source::Null,
-            "__pgt_xid" => Source::Xid,
-            "__pgt_seq" => Source::Seq,
-            "__pgt_weight" => Source::Weight,
-            wanted => source
-                .iter()
-                .position(|s| !s.is_dropped() && s.name() == wanted && s.atttypid == attr.atttypid)
-                .map_or(Source::Null, Source::Column),
-        })
-        .collect()
-}
-
-unsafe extern "C-unwind" {
-    /// `nextval` of sequence `relid` (commands/sequence.h), without the privilege check: the
-    /// users writing to a source have none on pg_trickle's sequence. Called through
-    /// `pg_guard_ffi_boundary`, which turns its errors into Rust unwinding.
-    fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64;
-}
-
-/// Append every row of `rows` to the buffer of `root` with weight `weight`.
-///
-/// # Safety
-/// `source` must be the trigger's open relation and `rows` a transition table in its rowtype.
-unsafe fn copy_rows(
-    root: pg_sys::Oid,
-    source: pg_sys::Relation,
-    rows: *mut pg_sys::Tuplestorestate,
-    weight: i16,
-) {
-    // SAFETY: the caller's guarantees; every pointer below comes from PostgreSQL.
-    unsafe {
-        let count = pg_sys::tuplestore_tuple_count(rows);
-        if count == 0 {
-            return;
-        }
-        let namespace = pg_sys::get_namespace_oid(CHANGES_SCHEMA.as_ptr(), false);
-        let buffer_name = std::ffi::CString::new(format!("changes_{}", root.to_u32()))
-            .unwrap_or_else(|_| missing("valid buffer name", root));
-        let buffer_oid = pg_sys::get_relname_relid(buffer_name.as_ptr(), namespace);
-        let sequence = pg_sys::get_relname_relid(c"change_seq".as_ptr(), namespace);
-        if buffer_oid == pg_sys::InvalidOid {
-            missing("change buffer", root);
-        }
-        if sequence == pg_sys::InvalidOid {
-            missing("sequence", root);
-        }
-        let buffer = pg_sys::table_open(buffer_oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-        // (relhasindex stays set after the last index is dropped, until a VACUUM)
-        if (*(*buffer).rd_rel).relhasindex && !pg_sys::RelationGetIndexList(buffer).is_null() {
-            // rows are written without index maintenance
-            raise(
-                CoreError::new(
-                    ErrorKind::ObjectNotInPrerequisiteState,
-                    format!(
-                        "change buffer pgtrickle_changes.{} has an index",
-                        buffer_name.to_string_lossy()
-                    ),
-                )
-                .with_hint("Drop the index: change buffers are read whole and never indexed."),
-            );
-        }
-        let buffer_desc = (*buffer).rd_att;
-        let sources = column_sources(
-            &pgrx::PgTupleDesc::from_pg_unchecked(buffer_desc),
-            &pgrx::PgTupleDesc::from_pg_unchecked((*source).rd_att),
-        );
-        let xid = pg_sys::Datum::from(pg_sys::GetTopFullTransactionId().value);
-        let seq = pg_sys::Datum::from(pg_sys::ffi::pg_guard_ffi_boundary(|| {
-            nextval_internal(sequence, false)
-        }));
-
-        // a reading position of our own: other triggers of the statement read the same store
-        let reader = pg_sys::tuplestore_alloc_read_pointer(rows, pg_sys::EXEC_FLAG_REWIND as i32);
-        pg_sys::tuplestore_select_read_pointer(rows, reader);
-        pg_sys::tuplestore_rescan(rows);
-        let input = pg_sys::MakeSingleTupleTableSlot((*source).rd_att, &pg_sys::TTSOpsMinimalTuple);
-        let batch_size = (count as usize).min(BATCH);
-        let outputs: Vec<*mut pg_sys::TupleTableSlot> = (0..batch_size)
-            .map(|_| pg_sys::MakeSingleTupleTableSlot(buffer_desc, &pg_sys::TTSOpsHeapTuple))
-            .collect();
-        let bulk = if count as usize > 1 {
-            pg_sys::GetBulkInsertState()
-        } else {
-            std::ptr::null_mut()
-        };
-        let command = pg_sys::GetCurrentCommandId(true);
-        let width = sources.len();
-        let mut values = vec![pg_sys::Datum::from(0usize); width];
-        let mut nulls = vec![false; width];
-        let mut filled = 0;
-        loop {
-            let more = pg_sys::tuplestore_gettupleslot(rows, true, false, input);
-            if more {
-                pg_sys::slot_getallattrs(input);
-                for (i, source) in sources.iter().enumerate() {
-                    (values[i], nulls[i]) = match *source {
-                        Source::Xid => (xid, false),
-                        Source::Seq => (seq, false),
-                        Source::Weight => (pg_sys::Datum::from(weight), false),
-                        Source::Column(c) => {
-                            (*(*input).tts_values.add(c), *(*input).tts_isnull.add(c))
-                        }
-                        Source::Null => (pg_sys::Datum::from(0usize), true),
-                    };
-                }
-                // the tuple is copied out of the input slot, which the next read overwrites; the
-                // output slot frees it once inserted
-                let tuple =
-                    pg_sys::heap_form_tuple(buffer_desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-                pg_sys::ExecStoreHeapTuple(tuple, outputs[filled], true);
-                filled += 1;
-            }
-            if filled == batch_size || (!more && filled > 0) {
-                pg_sys::heap_multi_insert(
-                    buffer,
-                    outputs.as_ptr() as *mut _,
-                    filled as i32,
-                    command,
-                    0,
-                    bulk,
-                );
-                for slot in &outputs[..filled] {
-                    pg_sys::ExecClearTuple(*slot);
-                }
-                filled = 0;
-            }
-            if !more {
-                break;
-            }
-        }
-        if !bulk.is_null() {
-            pg_sys::FreeBulkInsertState(bulk);
-        }
-        for slot in outputs {
-            pg_sys::ExecDropSingleTupleTableSlot(slot);
-        }
-        pg_sys::ExecDropSingleTupleTableSlot(input);
-        pg_sys::table_close(buffer, pg_sys::NoLock as pg_sys::LOCKMODE);
-    }
 }

@@ -5,11 +5,10 @@
 //! - each row carries the writing transaction's id (`__pgt_xid`), a sequence number
 //!   (`__pgt_seq`, ordering the rows one transaction writes) and a weight (+1 inserted,
 //!   -1 deleted);
-//! - the rows of an INSERT or DELETE are copied from its transition table by a trigger
-//!   function in Rust (`capture`);
-//! - only the columns some dependant reads are stored; an UPDATE (a generated SQL function) stores `old EXCEPT ALL new` as
-//!   deletions and `new EXCEPT ALL old` as insertions over those columns, so an UPDATE that
-//!   changes none of them writes nothing;
+//! - one trigger function in Rust (`capture`) writes the rows, with no SQL per statement;
+//! - only the columns some dependant reads are stored; an UPDATE stores, for each updated row
+//!   whose tracked columns changed (by binary image), the old row as a deletion and the new
+//!   one as an insertion, so an UPDATE that changes none of them writes nothing;
 //! - TRUNCATE (and, when every dependant declared the source append-only, UPDATE and DELETE)
 //!   writes a reset marker, after which dependants recompute in full.
 //!
@@ -17,6 +16,7 @@
 //! rows every dependant has consumed are deleted by the refreshes (`refresh::frontier`).
 
 mod buffer;
+mod buffer_writer;
 mod capture;
 mod triggers;
 
