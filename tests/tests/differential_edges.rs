@@ -324,7 +324,7 @@ fn capture_survives_ddl_on_buffer_columns_no_dependant_reads() {
 fn upserts_swaps_and_repeated_updates_are_captured_exactly() {
     let db = TestDb::new("edges_update_capture");
     let mut client = db.connect();
-    let sums = "SELECT k, sum(v) AS s, count(*) AS n FROM kv GROUP BY k";
+    let sums = "SELECT k, sum(v) AS s, avg(v) AS a, count(*) AS n FROM kv GROUP BY k";
     let rows = "SELECT id, k, v FROM kv";
     run(
         &mut client,
@@ -343,6 +343,12 @@ fn upserts_swaps_and_repeated_updates_are_captured_exactly() {
         // the same rows updated twice in one transaction, back to their values
         "BEGIN; UPDATE kv SET v = v + 7 WHERE k = 1; UPDATE kv SET v = v - 7 WHERE k = 1;
          UPDATE kv SET k = k WHERE id = 5; COMMIT;",
+        // values of other scales (v is numeric without a declared scale): a sum prints with
+        // the largest scale among its values, which grows and shrinks again
+        "BEGIN; UPDATE kv SET v = v * 2 WHERE k = 1; UPDATE kv SET v = v / 2 WHERE k = 1; COMMIT;",
+        "INSERT INTO kv VALUES (100, 2, 1.5, 'x'), (101, 3, 2.25, 'x')",
+        "DELETE FROM kv WHERE id = 100; UPDATE kv SET v = 7 WHERE id = 101",
+        "UPDATE kv SET v = round(v) WHERE k = 1",
         // only a column nobody reads, then NULLs in and out
         "UPDATE kv SET note = 'x'",
         "UPDATE kv SET v = NULL WHERE id % 5 = 0",

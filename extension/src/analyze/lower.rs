@@ -470,9 +470,11 @@ impl Lowerer {
                 PgList::<pg_sys::TargetEntry>::from_pg(a.args)
                     .iter_ptr()
                     .collect();
-            let (arg, arg_is_exact, arg_collatable) = match args.first() {
+            let (arg, arg_is_exact, arg_collatable, arg_scale_varies) = match args.first() {
                 Some(te) => {
                     let node = (**te).expr.cast::<pg_sys::Node>();
+                    let scale_varies = pg_sys::exprType(node) == pg_sys::NUMERICOID
+                        && pg_sys::exprTypmod(node) < 0;
                     let exact = [
                         pg_sys::INT2OID,
                         pg_sys::INT4OID,
@@ -481,9 +483,14 @@ impl Lowerer {
                     ]
                     .contains(&pg_sys::exprType(node));
                     let collatable = pg_sys::exprCollation(node) != pg_sys::InvalidOid;
-                    (Some(self.to_expr(node, 0, None, None)?), exact, collatable)
+                    (
+                        Some(self.to_expr(node, 0, None, None)?),
+                        exact,
+                        collatable,
+                        scale_varies,
+                    )
                 }
-                None => (None, false, false),
+                None => (None, false, false, false),
             };
             let filter = if a.aggfilter.is_null() {
                 None
@@ -498,6 +505,7 @@ impl Lowerer {
                 arg,
                 arg_is_exact,
                 arg_collatable,
+                arg_scale_varies,
                 filter,
                 result_type: format_type(a.aggtype, -1),
             })

@@ -18,6 +18,10 @@
 //! the least value the delta inserts and `q` the least it deletes (for MAX: the greatest),
 //! `m' = least(m, p)`, exact unless `q <= m'`: then the deleted value may have been the
 //! extreme, and only such groups are recomputed from the sources (`extremes.rs`).
+//!
+//! A SUM or AVG of `numeric` values without a declared scale prints with the largest scale
+//! among its values: an extra SUM (added by `shape.rs`) counts the values of each scale, and
+//! the visible sum is rounded to the largest (`agg_value`).
 
 use super::{row_id, Apply, StreamPlan, COUNT, ROW_ID};
 use crate::ir::Expr;
@@ -43,6 +47,9 @@ pub struct AggState {
     pub filter: Option<usize>,
     /// SQL type of the aggregate's result.
     pub result_type: String,
+    /// For a SUM or AVG of `numeric` values of varying scale: the extra SUM aggregate (after
+    /// the query's own) counting the values of each scale, from which the sum's scale follows.
+    pub scale: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,15 +204,33 @@ impl Algebraic {
         )
     }
 
-    /// The visible value of aggregate `j` from its state: `n` its count, `s` its sum, `m` its
-    /// extreme (SQL).
-    fn agg_value(&self, j: usize, n: &str, s: &str, m: &str) -> String {
+    /// The visible value of aggregate `j` from its state: `n` its count, `s(k)` the sum and
+    /// `m(k)` the extreme of aggregate `k` (SQL).
+    fn agg_value(
+        &self,
+        j: usize,
+        n: &str,
+        s: &dyn Fn(usize) -> String,
+        m: &dyn Fn(usize) -> String,
+    ) -> String {
         let agg = &self.aggs[j];
+        // The sum as the recomputed one prints it: with the largest scale among the values
+        // (rounding to it changes no digit). The scale counter holds Σ 10^(12·scale) over the
+        // values, so its number of integer digits, less one, divided by 12 is the largest
+        // scale (exact while a group has fewer than 10^12 values of one scale).
+        let sum = match agg.scale {
+            Some(k) => format!(
+                "pg_catalog.round({}, (pg_catalog.length(pg_catalog.trunc({})::text) - 1) / 12)",
+                s(j),
+                s(k)
+            ),
+            None => s(j),
+        };
         let value = match agg.kind {
             AggKind::CountStar | AggKind::Count => n.to_string(),
-            AggKind::Sum => format!("CASE WHEN {n} > 0 THEN {s} END"),
-            AggKind::Avg => format!("CASE WHEN {n} > 0 THEN {s} / {n} END"),
-            AggKind::Min | AggKind::Max => m.to_string(),
+            AggKind::Sum => format!("CASE WHEN {n} > 0 THEN {sum} END"),
+            AggKind::Avg => format!("CASE WHEN {n} > 0 THEN {sum} / {n} END"),
+            AggKind::Min | AggKind::Max => m(j),
         };
         format!("({value})::{}", agg.result_type)
     }
@@ -226,7 +251,7 @@ impl Algebraic {
                         key(i)
                     } else {
                         let j = i - self.keys;
-                        self.agg_value(j, &n(j), &s(j), &m(j))
+                        self.agg_value(j, &n(j), s, m)
                     }
                 })
             })
@@ -468,6 +493,7 @@ mod tests {
                 arg: Some(1),
                 filter: None,
                 result_type: "numeric".into(),
+                scale: None,
             }],
             targets: vec![Expr::Col(0), Expr::Col(1)],
             key_visible: vec![Some(0)],

@@ -3,7 +3,7 @@
 //! uses, never the server.
 
 use super::{AggKind, AggState, Algebraic, Recompute, Strategy};
-use crate::ir::{Expr, Rel};
+use crate::ir::{Expr, Rel, Template};
 
 /// An aggregate call in the query.
 #[derive(Debug, Clone)]
@@ -19,6 +19,9 @@ pub struct AggCall {
     pub arg_is_exact: bool,
     /// Whether the argument has a collation (text and the like).
     pub arg_collatable: bool,
+    /// Whether the argument is `numeric` without a declared scale: its values' scales vary,
+    /// and a SUM prints with the largest of them.
+    pub arg_scale_varies: bool,
     pub filter: Option<Expr>,
     pub result_type: String,
 }
@@ -144,6 +147,7 @@ fn algebraic(
     }
     let mut exprs: Vec<Expr> = keys.to_vec();
     let mut states = Vec::new();
+    let mut scaled: Vec<(usize, Option<Expr>)> = Vec::new();
     for agg in aggs {
         if agg.distinct || agg.ordered {
             return None;
@@ -174,7 +178,30 @@ fn algebraic(
             arg,
             filter,
             result_type: agg.result_type.clone(),
+            scale: None,
         });
+        if kind.has_sum() && agg.arg_scale_varies {
+            scaled.push((states.len() - 1, agg.arg.clone()));
+        }
+    }
+    // a SUM (or AVG) of numeric values of varying scale prints with the largest scale among
+    // the counted values; a second sum counts the values of each scale, 10^(12 * scale) per
+    // value (see `Algebraic::agg_value`), so that largest scale follows from the delta alone
+    for (j, arg) in scaled {
+        exprs.push(Expr::Sql {
+            template: Template::parse("pg_catalog.power(10::numeric, 12 * pg_catalog.scale($1))"),
+            args: vec![arg?],
+        });
+        let counts = exprs.len() - 1;
+        let filter = states[j].filter;
+        states.push(AggState {
+            kind: AggKind::Sum,
+            arg: Some(counts),
+            filter,
+            result_type: "numeric".into(),
+            scale: None,
+        });
+        states[j].scale = Some(states.len() - 1);
     }
     let targets: Vec<Expr> = shape
         .targets
@@ -213,6 +240,7 @@ mod tests {
             arg: (!star).then_some(Expr::Col(1)),
             arg_is_exact: exact,
             arg_collatable: false,
+            arg_scale_varies: false,
             filter: None,
             result_type: "numeric".into(),
         }
