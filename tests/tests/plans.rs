@@ -43,11 +43,8 @@ fn setup(client: &mut Client) {
         .expect("setup");
 }
 
-#[test]
-fn a_one_row_change_reaches_a_large_stream_table_by_index() {
-    let db = TestDb::new("plans_algebraic");
-    let mut client = db.connect();
-    setup(&mut client);
+/// Stream table `totals`, one group per customer (100,000); returns its query.
+fn create_totals(client: &mut Client) -> &'static str {
     let query =
         "SELECT customer_id, sum(amount) AS total, count(*) AS n FROM orders GROUP BY customer_id";
     client
@@ -56,6 +53,15 @@ fn a_one_row_change_reaches_a_large_stream_table_by_index() {
             &[&query],
         )
         .expect("create");
+    query
+}
+
+#[test]
+fn a_one_row_change_reaches_a_large_stream_table_by_index() {
+    let db = TestDb::new("plans_algebraic");
+    let mut client = db.connect();
+    setup(&mut client);
+    let query = create_totals(&mut client);
     // a few rounds, so that kept plans settle
     for round in 0..8 {
         let mut tx = client.transaction().expect("begin");
@@ -93,14 +99,7 @@ fn a_large_change_finds_its_groups_by_index_too() {
     let db = TestDb::new("plans_large");
     let mut client = db.connect();
     setup(&mut client);
-    let query =
-        "SELECT customer_id, sum(amount) AS total, count(*) AS n FROM orders GROUP BY customer_id";
-    client
-        .execute(
-            "SELECT pgtrickle.create_stream_table('totals', $1, refresh_mode => 'DIFFERENTIAL')",
-            &[&query],
-        )
-        .expect("create");
+    let query = create_totals(&mut client);
     // 15,000 of the 100,000 groups, 30,000 change rows: planned for its size, where the
     // planner would rather hash the whole stream table than look 15,000 groups up
     for round in 0..3 {
