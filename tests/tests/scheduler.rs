@@ -572,6 +572,13 @@ fn a_busy_upstream_does_not_starve_its_dependants() {
                  refresh_mode => 'DIFFERENTIAL');",
         )
         .expect("setup");
+    // measured once the database's scheduler runs: the cluster is shared, and another test
+    // terminates the launcher, which the postmaster restarts only after 5 s
+    let mut admin = Client::connect(&db.cluster.conninfo("postgres"), postgres::NoTls)
+        .expect("connect to postgres");
+    wait_for("a scheduler in the database", LONG, || {
+        workers(&mut admin, "scheduler", Some(&db.name)) == 1
+    });
     let before = refreshes(&mut client, "silver");
     // bronze has something to apply in every cycle while this runs: two writers without pause
     let writers: Vec<_> = (0..2)
