@@ -107,6 +107,11 @@ unsafe fn copy_changed(
     mut old: TransitionRows,
     mut new: TransitionRows,
 ) {
+    // SAFETY: a valid descriptor, not released while wrapped.
+    let compared = compared_attributes(
+        &unsafe { pgrx::PgTupleDesc::from_pg_unchecked(desc) },
+        tracked,
+    );
     let expected = 2 * old.len().max(new.len());
     let mut writer: Option<BufferWriter> = None;
     let mut write = |row: *mut pg_sys::TupleTableSlot, weight: i16| {
@@ -121,7 +126,7 @@ unsafe fn copy_changed(
         match (old.next(), new.next()) {
             (Some(before), Some(after)) => {
                 // SAFETY: two rows of `desc`.
-                if !unsafe { same_image(before, after, desc, tracked) } {
+                if !unsafe { same_image(before, after, &compared) } {
                     write(before, -1);
                     write(after, 1);
                 }
@@ -149,22 +154,38 @@ unsafe extern "C-unwind" {
     ) -> bool;
 }
 
-/// Whether rows `a` and `b` (all attributes read) have the same image in every tracked column.
+/// A tracked attribute as compared: zero-based number, passed by value, length.
+struct Compared {
+    attribute: usize,
+    by_value: bool,
+    length: i32,
+}
+
+fn compared_attributes(desc: &pgrx::PgTupleDesc, tracked: &[usize]) -> Vec<Compared> {
+    tracked
+        .iter()
+        .filter_map(|&attribute| {
+            desc.get(attribute).map(|a| Compared {
+                attribute,
+                by_value: a.attbyval,
+                length: a.attlen.into(),
+            })
+        })
+        .collect()
+}
+
+/// Whether rows `a` and `b` (all attributes read) have the same image in every compared
+/// attribute.
 ///
 /// # Safety
-/// Both slots hold rows of `desc`.
+/// Both slots hold rows of the descriptor `compared` was made from.
 unsafe fn same_image(
     a: *mut pg_sys::TupleTableSlot,
     b: *mut pg_sys::TupleTableSlot,
-    desc: pg_sys::TupleDesc,
-    tracked: &[usize],
+    compared: &[Compared],
 ) -> bool {
-    // SAFETY: the caller's guarantees.
-    let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(desc) };
-    tracked.iter().all(|&i| {
-        let Some(attr) = desc.get(i) else {
-            return true;
-        };
+    compared.iter().all(|c| {
+        let i = c.attribute;
         // SAFETY: i is an attribute of both rows, whose values are read.
         unsafe {
             let (a_null, b_null) = (*(*a).tts_isnull.add(i), *(*b).tts_isnull.add(i));
@@ -173,7 +194,7 @@ unsafe fn same_image(
             }
             let (a_value, b_value) = (*(*a).tts_values.add(i), *(*b).tts_values.add(i));
             pg_sys::ffi::pg_guard_ffi_boundary(|| {
-                datum_image_eq(a_value, b_value, attr.attbyval, attr.attlen as i32)
+                datum_image_eq(a_value, b_value, c.by_value, c.length)
             })
         }
     })

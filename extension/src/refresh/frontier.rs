@@ -139,12 +139,13 @@ pub fn record(
                      ELSE LEAST(o.lowest,
                                 (SELECT LEAST(pg_catalog.pg_snapshot_xmin(r.frontier), r.frontier_own_xid) FROM rec r))
                      END AS xid,
-                     COALESCE({previous_lower} <= o.lowest, true) AS moved,
+                     o.moved,
                      -- the size only where it decides something (it is a system call)
-                     CASE WHEN COALESCE({previous_lower} <= o.lowest, true)
+                     CASE WHEN o.moved
                           THEN pg_catalog.pg_relation_size('{buffer}'::pg_catalog.regclass) >= {TRUNCATE_FROM_BYTES}
                           ELSE false END AS large
-                   FROM others{i} o),
+                   FROM (SELECT o.*, COALESCE({previous_lower} <= o.lowest, true) AS moved
+                         FROM others{i} o) o),
                  clean{i} AS (DELETE FROM {buffer} b
                               WHERE (SELECT moved AND NOT large FROM bound{i})
                                 AND b.__pgt_xid < (SELECT xid FROM bound{i})),

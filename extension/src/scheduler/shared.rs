@@ -17,108 +17,68 @@ static LAUNCHER_PID: PgAtomic<AtomicI32> = unsafe { PgAtomic::new(c"pg_trickle_l
 /// Bumped by every committed `create_stream_table`.
 static WAKE_REQUESTS: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"pg_trickle_wake_requests") };
 
-/// Databases without work for a scheduler.
-static IDLE: PgLwLock<IdleDatabases> = unsafe { PgLwLock::new(c"pg_trickle_idle_databases") };
+/// Databases without work for a scheduler (when the list is full, the launcher looks at the
+/// others as often as at any database).
+static IDLE: PgLwLock<Slots<u32>> = unsafe { PgLwLock::new(c"pg_trickle_idle_databases") };
 
-/// The scheduler of each database that has one.
-static SCHEDULERS: PgLwLock<SchedulerPids> = unsafe { PgLwLock::new(c"pg_trickle_scheduler_pids") };
+/// The scheduler of each database that has one, as (database OID, process id); when the list
+/// is full, further schedulers run unregistered (their advisory lock keeps them unique).
+static SCHEDULERS: PgLwLock<Slots<(u32, i32)>> =
+    unsafe { PgLwLock::new(c"pg_trickle_scheduler_pids") };
 
 /// Whether this server loaded the library at start (the shared state exists only then).
 static PRELOADED: AtomicBool = AtomicBool::new(false);
 
-/// A small set of database OIDs; when full, further databases are simply not remembered
-/// (the launcher then looks at them as often as at any other).
+/// A fixed-capacity list in shared memory (256 entries); when full, further entries are not
+/// kept, which each user below tolerates.
 #[derive(Clone, Copy)]
-pub struct IdleDatabases {
-    oids: [u32; 256],
+pub struct Slots<T: Copy + Default> {
+    items: [T; 256],
     len: usize,
 }
 
-impl Default for IdleDatabases {
+impl<T: Copy + Default> Default for Slots<T> {
     fn default() -> Self {
-        IdleDatabases {
-            oids: [0; 256],
+        Slots {
+            items: [T::default(); 256],
             len: 0,
         }
     }
 }
 
-// SAFETY: plain integers, no pointers.
-unsafe impl PGRXSharedMemory for IdleDatabases {}
+// SAFETY: used only with plain integers, no pointers.
+unsafe impl<T: Copy + Default> PGRXSharedMemory for Slots<T> {}
 
-impl IdleDatabases {
-    fn contains(&self, oid: u32) -> bool {
-        self.oids[..self.len].contains(&oid)
+impl<T: Copy + Default> Slots<T> {
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items[..self.len].iter()
     }
 
-    fn insert(&mut self, oid: u32) {
-        if !self.contains(oid) && self.len < self.oids.len() {
-            self.oids[self.len] = oid;
+    fn push(&mut self, item: T) {
+        if self.len < self.items.len() {
+            self.items[self.len] = item;
             self.len += 1;
         }
     }
 
-    fn retain(&mut self, keep: impl Fn(u32) -> bool) {
-        let kept: Vec<u32> = self.oids[..self.len]
-            .iter()
-            .copied()
-            .filter(|o| keep(*o))
-            .collect();
-        self.oids = [0; 256];
-        self.oids[..kept.len()].copy_from_slice(&kept);
-        self.len = kept.len();
-    }
-}
-
-/// (database OID, scheduler process id) pairs; when full, further schedulers run unregistered
-/// (the advisory lock each scheduler takes still keeps them unique).
-#[derive(Clone, Copy)]
-pub struct SchedulerPids {
-    entries: [(u32, i32); 256],
-    len: usize,
-}
-
-impl Default for SchedulerPids {
-    fn default() -> Self {
-        SchedulerPids {
-            entries: [(0, 0); 256],
-            len: 0,
-        }
-    }
-}
-
-// SAFETY: plain integers, no pointers.
-unsafe impl PGRXSharedMemory for SchedulerPids {}
-
-impl SchedulerPids {
-    /// The live scheduler of database `oid`, if one is registered.
-    fn live(&self, oid: u32) -> Option<i32> {
-        self.entries[..self.len]
-            .iter()
-            .find(|(o, pid)| *o == oid && process_exists(*pid))
-            .map(|(_, pid)| *pid)
-    }
-
-    /// Register `pid` for `oid`, replacing an entry of a process that is gone.
-    fn set(&mut self, oid: u32, pid: i32) {
-        self.remove(|o, _| o == oid);
-        if self.len < self.entries.len() {
-            self.entries[self.len] = (oid, pid);
-            self.len += 1;
-        }
-    }
-
-    fn remove(&mut self, unwanted: impl Fn(u32, i32) -> bool) {
+    fn retain(&mut self, keep: impl Fn(&T) -> bool) {
         let mut kept = 0;
         for i in 0..self.len {
-            let (oid, pid) = self.entries[i];
-            if !unwanted(oid, pid) {
-                self.entries[kept] = (oid, pid);
+            if keep(&self.items[i]) {
+                self.items[kept] = self.items[i];
                 kept += 1;
             }
         }
         self.len = kept;
     }
+}
+
+/// The live scheduler of database `oid` among the (database OID, process id) pairs.
+fn live_scheduler(schedulers: &Slots<(u32, i32)>, oid: u32) -> Option<i32> {
+    schedulers
+        .iter()
+        .find(|(o, pid)| *o == oid && process_exists(*pid))
+        .map(|(_, pid)| *pid)
 }
 
 unsafe extern "C" {
@@ -155,7 +115,7 @@ pub fn wake_requests() -> u64 {
 
 /// Whether database `oid`'s scheduler last found nothing to do.
 pub fn is_idle(oid: u32) -> bool {
-    IDLE.share().contains(oid)
+    IDLE.share().iter().any(|o| *o == oid)
 }
 
 /// Remember that database `oid` has no work for a scheduler, unless a stream table was created
@@ -163,8 +123,8 @@ pub fn is_idle(oid: u32) -> bool {
 /// transaction committed.
 pub fn mark_idle_unless_woken(oid: u32, wakes_seen: u64) {
     let mut idle = IDLE.exclusive();
-    if WAKE_REQUESTS.get().load(Ordering::SeqCst) == wakes_seen {
-        idle.insert(oid);
+    if WAKE_REQUESTS.get().load(Ordering::SeqCst) == wakes_seen && !idle.iter().any(|o| *o == oid) {
+        idle.push(oid);
     }
 }
 
@@ -175,10 +135,12 @@ pub fn claim_scheduler(oid: u32) -> bool {
     let pid = unsafe { pg_sys::MyProcPid };
     {
         let mut schedulers = SCHEDULERS.exclusive();
-        if schedulers.live(oid).is_some_and(|other| other != pid) {
+        if live_scheduler(&schedulers, oid).is_some_and(|other| other != pid) {
             return false;
         }
-        schedulers.set(oid, pid);
+        // an entry of a process that is gone is replaced
+        schedulers.retain(|(o, _)| *o != oid);
+        schedulers.push((oid, pid));
     }
     // SAFETY: registers a callback with the argument it needs; run once at exit.
     unsafe { pg_sys::before_shmem_exit(Some(release_scheduler), pg_sys::Datum::from(oid)) };
@@ -190,17 +152,19 @@ unsafe extern "C-unwind" fn release_scheduler(_code: i32, oid: pg_sys::Datum) {
     let oid = oid.value() as u32;
     // SAFETY: reading this process's id.
     let pid = unsafe { pg_sys::MyProcPid };
-    SCHEDULERS.exclusive().remove(|o, p| o == oid && p == pid);
+    SCHEDULERS
+        .exclusive()
+        .retain(|(o, p)| !(*o == oid && *p == pid));
 }
 
 /// Whether database `oid` has a live scheduler (started by this launcher or an earlier one).
 pub fn scheduler_running(oid: u32) -> bool {
-    SCHEDULERS.share().live(oid).is_some()
+    live_scheduler(&SCHEDULERS.share(), oid).is_some()
 }
 
 /// Forget databases that are not in `existing`.
 pub fn forget_idle_except(existing: &[u32]) {
-    IDLE.exclusive().retain(|oid| existing.contains(&oid));
+    IDLE.exclusive().retain(|oid| existing.contains(oid));
 }
 
 /// Once the current transaction commits: the current database has work, and the launcher is
@@ -216,7 +180,7 @@ pub fn wake_launcher_at_commit() {
             // both under the lock, so that a scheduler deciding its database is idle either
             // sees the new count or has its mark removed here
             let mut idle = IDLE.exclusive();
-            idle.retain(|oid| oid != database);
+            idle.retain(|oid| *oid != database);
             WAKE_REQUESTS.get().fetch_add(1, Ordering::SeqCst);
         }
         let pid = LAUNCHER_PID.get().load(Ordering::SeqCst);

@@ -147,7 +147,7 @@ fn algebraic(
     }
     let mut exprs: Vec<Expr> = keys.to_vec();
     let mut states = Vec::new();
-    let mut scaled: Vec<(usize, Option<Expr>)> = Vec::new();
+    let mut scaled: Vec<(usize, Expr)> = Vec::new();
     for agg in aggs {
         if agg.distinct || agg.ordered {
             return None;
@@ -180,8 +180,8 @@ fn algebraic(
             result_type: agg.result_type.clone(),
             scale: None,
         });
-        if kind.has_sum() && agg.arg_scale_varies {
-            scaled.push((states.len() - 1, agg.arg.clone()));
+        if let (true, true, Some(a)) = (kind.has_sum(), agg.arg_scale_varies, &agg.arg) {
+            scaled.push((states.len() - 1, a.clone()));
         }
     }
     // a SUM (or AVG) of numeric values of varying scale prints with the largest scale among
@@ -190,7 +190,7 @@ fn algebraic(
     for (j, arg) in scaled {
         exprs.push(Expr::Sql {
             template: Template::parse("pg_catalog.power(10::numeric, 12 * pg_catalog.scale($1))"),
-            args: vec![arg?],
+            args: vec![arg],
         });
         let counts = exprs.len() - 1;
         let filter = states[j].filter;
