@@ -95,11 +95,64 @@ fn a_one_row_change_reaches_a_large_stream_table_by_index() {
 }
 
 #[test]
+fn a_one_row_change_reaches_a_small_stream_table_by_index_too() {
+    let db = TestDb::new("plans_small");
+    let mut client = db.connect();
+    setup(&mut client);
+    // 1,000 groups: the kept plan, made for a change of unknown size, hashed the whole
+    // stream table when a lookup per changed group was allowed to be a hash join
+    let query = "SELECT customer_id % 1000 AS bucket, sum(amount) AS total FROM orders GROUP BY 1";
+    client
+        .execute(
+            "SELECT pgtrickle.create_stream_table('buckets', $1, refresh_mode => 'DIFFERENTIAL')",
+            &[&query],
+        )
+        .expect("create");
+    for round in 0..8 {
+        let mut tx = client.transaction().expect("begin");
+        tx.execute(
+            "UPDATE orders SET amount = amount + 1 WHERE id = $1",
+            &[&(round * 7 + 1)],
+        )
+        .expect("change");
+        let counted = scans_during(
+            &mut tx,
+            &["buckets"],
+            "SELECT pgtrickle.refresh_stream_table('buckets')",
+        );
+        assert_eq!(
+            counted[0],
+            (0, 1),
+            "round {round}: (sequential, index) scans of the stream table"
+        );
+        tx.commit().expect("commit");
+    }
+    assert_oracle(&mut client, "buckets", query);
+}
+
+/// Rows of `table` stored (in physical order) after a row with a greater row id.
+fn stored_out_of_row_id_order(client: &mut Client, table: &str) -> i64 {
+    client
+        .query_one(
+            &format!(
+                "SELECT count(*) FILTER (WHERE __pgt_row_id < before) FROM
+                   (SELECT __pgt_row_id, lag(__pgt_row_id) OVER (ORDER BY ctid) AS before
+                    FROM {table}) s"
+            ),
+            &[],
+        )
+        .expect("physical order")
+        .get(0)
+}
+
+#[test]
 fn a_large_change_finds_its_groups_by_index_too() {
     let db = TestDb::new("plans_large");
     let mut client = db.connect();
     setup(&mut client);
     let query = create_totals(&mut client);
+    // written in row-id order, the order in which a change's groups are visited
+    assert_eq!(stored_out_of_row_id_order(&mut client, "totals"), 0);
     // 15,000 of the 100,000 groups, 30,000 change rows: planned for its size, where the
     // planner would rather hash the whole stream table than look 15,000 groups up
     for round in 0..3 {
@@ -133,6 +186,14 @@ fn a_large_change_finds_its_groups_by_index_too() {
         assert_oracle(&mut tx, "totals", query);
         tx.commit().expect("commit");
     }
+    // updated in place, the groups stay near that order (a row moves to another page when its
+    // page is full, sooner while other transactions keep the old versions from being pruned);
+    // in no order at all, about half of them would follow a greater row id
+    let moved = stored_out_of_row_id_order(&mut client, "totals");
+    assert!(
+        moved < 10_000,
+        "{moved} of 100,000 groups out of row-id order"
+    );
 }
 
 #[test]

@@ -333,7 +333,7 @@ pub fn apply(st: &StreamTable, pending: &Pending, started: Instant) -> PgtResult
         .flatten();
     let apply = match insertions {
         Some(apply) if !deletes_pending(snapshot, &changed_buffers, &window, &params())? => apply,
-        _ => windowed.apply(&delta_body, large),
+        _ => windowed.apply(&delta_body),
     };
     let (deleted, updated, inserted) = match apply {
         Apply::Statement(sql) => {

@@ -201,14 +201,12 @@ impl StreamPlan {
     }
 
     /// The statement(s) applying the change of `delta_body` (the pruned delta of `body`).
-    /// `large`: the statements are planned for a change of many rows (with its real size)
-    /// rather than kept as generic plans.
-    pub fn apply(&self, delta_body: &Rel, large: bool) -> Apply {
+    pub fn apply(&self, delta_body: &Rel) -> Apply {
         let delta = render(delta_body, &self.sources);
         match &self.strategy {
             Strategy::Linear => Apply::Statement(linear::apply_sql(self, &delta)),
             Strategy::Distinct => Apply::Statement(distinct::apply_sql(self, &delta)),
-            Strategy::Algebraic(a) => a.apply(self, &delta, large),
+            Strategy::Algebraic(a) => a.apply(self, &delta),
             Strategy::Recompute(r) => r.apply(self, &delta),
         }
     }
