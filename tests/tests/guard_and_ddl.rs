@@ -20,9 +20,14 @@ fn setup(name: &str) -> (TestDb, Client) {
     (db, client)
 }
 
+/// Catalog rows of stream tables: their own rows and their refresh history.
 fn catalog_count(client: &mut Client) -> i64 {
     client
-        .query_one("SELECT count(*) FROM pgtrickle.pgt_stream_tables", &[])
+        .query_one(
+            "SELECT (SELECT count(*) FROM pgtrickle.pgt_stream_tables)
+                  + (SELECT count(*) FROM pgtrickle.pgt_refresh_history)",
+            &[],
+        )
         .expect("count")
         .get(0)
 }

@@ -418,7 +418,9 @@ pub fn forget_dropped() -> PgtResult<Vec<pg_sys::Oid>> {
         let sources = oids(
             "WITH gone AS (DELETE FROM pgtrickle.pgt_stream_tables s
                            WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.pgt_relid)
-                           RETURNING s.pgt_id)
+                           RETURNING s.pgt_id),
+                  history AS (DELETE FROM pgtrickle.pgt_refresh_history h
+                              WHERE h.pgt_id IN (SELECT pgt_id FROM gone))
              SELECT array_agg(DISTINCT d.source_relid) FROM pgtrickle.pgt_dependencies d
              JOIN gone USING (pgt_id) WHERE d.columns IS NOT NULL",
             &[],

@@ -119,7 +119,7 @@ fn pending(
     let row = snapshot
         .query(
             &format!("SELECT {}", checks.join(", ")),
-            &frontier::window_params(previous),
+            &frontier::window_params(previous)?,
         )?
         .into_iter()
         .next()
@@ -268,7 +268,8 @@ pub fn apply(st: &StreamTable, pending: &Pending, started: Instant) -> PgtResult
     } = pending;
     let relids = &st.captured_sources;
     let window = frontier::window_parameterized();
-    let params = || frontier::window_params(previous);
+    let window_values = frontier::window_params(previous)?;
+    let params = || window_values.clone();
     let changed: Vec<(pgrx::pg_sys::Oid, i64)> = relids
         .iter()
         .zip(sources)

@@ -16,48 +16,31 @@ use crate::cdc::buffer_name;
 use crate::error::PgtResult;
 use crate::pg::as_extension_owner;
 use crate::refresh::Outcome;
+use pgrx::pg_sys;
 use std::time::Instant;
 
-/// The window predicate with the frontier as parameters `$1` (snapshot), `$2` (own
-/// transaction) and `$3` (own sequence number), see `window_params`. The parameters arrive as
-/// text; each conversion is a sub-select, evaluated once per execution of the (generic) plan,
-/// not once per change row.
+/// The window predicate with the frontier as parameters `$1` (snapshot, `pg_snapshot`), `$2`
+/// (own transaction, `xid8`) and `$3` (own sequence number), see `window_params`. A snapshot
+/// does not list its own transaction as in progress, so that transaction's rows are judged by
+/// sequence number, not visibility. A row older than the snapshot's xmin is visible in it, so
+/// it needs no separate bound; without one the planner estimates two thirds of the buffer's
+/// rows to be in the window (two ninths with it), near enough for the plan of a large change
+/// to use hash joins where they pay.
 pub fn window_parameterized() -> String {
-    window_over(
-        "$1::pg_catalog.pg_snapshot",
-        "$2::pg_catalog.xid8",
-        "$3::bigint",
-    )
+    "NOT (CASE WHEN $2 IS NULL THEN pg_catalog.pg_visible_in_snapshot(b.__pgt_xid, $1) \
+               WHEN b.__pgt_xid = $2 THEN b.__pgt_seq <= $3 \
+               ELSE pg_catalog.pg_visible_in_snapshot(b.__pgt_xid, $1) END)"
+        .to_string()
 }
 
-/// The values of `window_parameterized`'s parameters.
-pub fn window_params(frontier: &Frontier) -> Vec<Param> {
-    vec![
-        Param::new(frontier.snapshot.clone()),
-        Param::new(frontier.own_xid.clone()),
+/// The values of `window_parameterized`'s parameters, typed: the statements use them without
+/// conversion (as text, each cast was a sub-select, an InitPlan to start with every statement).
+pub fn window_params(frontier: &Frontier) -> PgtResult<Vec<Param>> {
+    Ok(vec![
+        Param::from_text(pg_sys::PG_SNAPSHOTOID, Some(&frontier.snapshot))?,
+        Param::from_text(pg_sys::XID8OID, frontier.own_xid.as_deref())?,
         Param::new(frontier.own_seq.unwrap_or(0)),
-    ]
-}
-
-/// The window predicate over uncorrelated SQL expressions for the frontier's snapshot, own
-/// transaction (possibly NULL) and own sequence number. A snapshot does not list its own
-/// transaction as in progress, so that transaction's rows are judged by sequence number, not
-/// visibility. Every frontier value is wrapped in a sub-select (an InitPlan), computed once per
-/// execution rather than once per change row. A row older than the snapshot's xmin is visible
-/// in it, so it needs no separate bound; without one the planner estimates two thirds of the
-/// buffer's rows to be in the window (two ninths with it), near enough for the plan of a large
-/// change to use hash joins where they pay.
-fn window_over(snap: &str, xid: &str, seq: &str) -> String {
-    let (snap, xid, seq) = (
-        format!("(SELECT {snap})"),
-        format!("(SELECT {xid})"),
-        format!("(SELECT {seq})"),
-    );
-    format!(
-        "NOT (CASE WHEN {xid} IS NULL THEN pg_catalog.pg_visible_in_snapshot(b.__pgt_xid, {snap}) \
-                   WHEN b.__pgt_xid = {xid} THEN b.__pgt_seq <= {seq} \
-                   ELSE pg_catalog.pg_visible_in_snapshot(b.__pgt_xid, {snap}) END)"
-    )
+    ])
 }
 
 /// A change buffer of at least this size is emptied by `cdc::empty_consumed` (TRUNCATE where

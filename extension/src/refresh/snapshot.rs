@@ -29,7 +29,8 @@ pub struct PinnedSnapshot {
     standalone: bool,
 }
 
-/// A statement parameter: its type and value.
+/// A statement parameter: its type and value (a by-reference value is shared by copies).
+#[derive(Clone, Copy)]
 pub struct Param {
     pub type_oid: pg_sys::Oid,
     pub value: Option<pg_sys::Datum>,
@@ -41,6 +42,31 @@ impl Param {
             type_oid: T::type_oid(),
             value: value.into_datum(),
         }
+    }
+
+    /// A value of type `type_oid` from its text form (`None`: NULL), converted once by the
+    /// type's input function, so that a statement uses it as it is: no cast in the statement,
+    /// which a generic plan would evaluate per row or need a sub-select for.
+    pub fn from_text(type_oid: pg_sys::Oid, text: Option<&str>) -> PgtResult<Param> {
+        let Some(text) = text else {
+            return Ok(Param {
+                type_oid,
+                value: None,
+            });
+        };
+        let text = CString::new(text)
+            .map_err(|_| CoreError::internal("a parameter's text contains a NUL"))?;
+        let (mut input, mut io_param) = (pg_sys::Oid::INVALID, pg_sys::Oid::INVALID);
+        // SAFETY: a valid type oid and a NUL-terminated string; the input function raises an
+        // error (turned into a Rust panic by pgrx) for text that is no value of the type
+        let value = unsafe {
+            pg_sys::getTypeInputInfo(type_oid, &mut input, &mut io_param);
+            pg_sys::OidInputFunctionCall(input, text.as_ptr() as *mut _, io_param, -1)
+        };
+        Ok(Param {
+            type_oid,
+            value: Some(value),
+        })
     }
 }
 
