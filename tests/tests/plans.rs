@@ -43,16 +43,20 @@ fn setup(client: &mut Client) {
         .expect("setup");
 }
 
+fn create_differential(client: &mut Client, name: &str, query: &str) {
+    client
+        .execute(
+            "SELECT pgtrickle.create_stream_table($1, $2, refresh_mode => 'DIFFERENTIAL')",
+            &[&name, &query],
+        )
+        .expect("create");
+}
+
 /// Stream table `totals`, one group per customer (100,000); returns its query.
 fn create_totals(client: &mut Client) -> &'static str {
     let query =
         "SELECT customer_id, sum(amount) AS total, count(*) AS n FROM orders GROUP BY customer_id";
-    client
-        .execute(
-            "SELECT pgtrickle.create_stream_table('totals', $1, refresh_mode => 'DIFFERENTIAL')",
-            &[&query],
-        )
-        .expect("create");
+    create_differential(client, "totals", query);
     query
 }
 
@@ -102,12 +106,7 @@ fn a_one_row_change_reaches_a_small_stream_table_by_index_too() {
     // 1,000 groups: the kept plan, made for a change of unknown size, hashed the whole
     // stream table when a lookup per changed group was allowed to be a hash join
     let query = "SELECT customer_id % 1000 AS bucket, sum(amount) AS total FROM orders GROUP BY 1";
-    client
-        .execute(
-            "SELECT pgtrickle.create_stream_table('buckets', $1, refresh_mode => 'DIFFERENTIAL')",
-            &[&query],
-        )
-        .expect("create");
+    create_differential(&mut client, "buckets", query);
     for round in 0..8 {
         let mut tx = client.transaction().expect("begin");
         tx.execute(
@@ -203,12 +202,7 @@ fn recomputing_a_group_uses_the_index_on_its_key() {
     setup(&mut client);
     // an aggregate without delta state: each affected group is recomputed
     let query = "SELECT customer_id, bool_or(amount > 500) AS big FROM orders GROUP BY customer_id";
-    client
-        .execute(
-            "SELECT pgtrickle.create_stream_table('tops', $1, refresh_mode => 'DIFFERENTIAL')",
-            &[&query],
-        )
-        .expect("create");
+    create_differential(&mut client, "tops", query);
     for round in 0..8 {
         let mut tx = client.transaction().expect("begin");
         tx.execute("DELETE FROM orders WHERE id = $1", &[&(round * 11 + 3)])
@@ -240,12 +234,7 @@ fn min_and_max_recompute_only_groups_whose_extreme_was_deleted() {
     setup(&mut client);
     let query = "SELECT customer_id, min(amount) AS lo, max(amount) AS hi, count(*) AS n \
                  FROM orders GROUP BY customer_id";
-    client
-        .execute(
-            "SELECT pgtrickle.create_stream_table('extremes', $1, refresh_mode => 'DIFFERENTIAL')",
-            &[&query],
-        )
-        .expect("create");
+    create_differential(&mut client, "extremes", query);
     // customer c has orders c, c + 100000 and c + 200000 with amount c % 1000 each (c < 1000);
     // (change, whether an extreme of its group is deleted)
     let mut next_id = 1_000_000;
