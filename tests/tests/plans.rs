@@ -60,41 +60,59 @@ fn create_totals(client: &mut Client) -> &'static str {
     query
 }
 
+/// Eight rounds (so that kept plans settle), each one transaction: `change` with `$1` the
+/// round's row id, then a refresh of `st`; `check` gets the round and the scans of `tables`
+/// the refresh counted.
+fn refresh_rounds(
+    client: &mut Client,
+    change: &str,
+    row: impl Fn(i32) -> i32,
+    st: &str,
+    tables: &[&str],
+    check: impl Fn(i32, &[(i64, i64)]),
+) {
+    for round in 0..8 {
+        let mut tx = client.transaction().expect("begin");
+        tx.execute(change, &[&row(round)]).expect("change");
+        let counted = scans_during(
+            &mut tx,
+            tables,
+            &format!("SELECT pgtrickle.refresh_stream_table('{st}')"),
+        );
+        check(round, &counted);
+        tx.commit().expect("commit");
+    }
+}
+
 #[test]
 fn a_one_row_change_reaches_a_large_stream_table_by_index() {
     let db = TestDb::new("plans_algebraic");
     let mut client = db.connect();
     setup(&mut client);
     let query = create_totals(&mut client);
-    // a few rounds, so that kept plans settle
-    for round in 0..8 {
-        let mut tx = client.transaction().expect("begin");
-        tx.execute(
-            "UPDATE orders SET amount = amount + 1 WHERE id = $1",
-            &[&(round * 7 + 1)],
-        )
-        .expect("change");
-        let counted = scans_during(
-            &mut tx,
-            &["totals", "orders"],
-            "SELECT pgtrickle.refresh_stream_table('totals')",
-        );
-        let (seq, idx) = counted[0];
-        assert_eq!(
-            seq, 0,
-            "round {round}: the refresh scanned the whole stream table"
-        );
-        assert!(
-            idx > 0,
-            "round {round}: the refresh did not use the row-id index"
-        );
-        let (seq, _) = counted[1];
-        assert_eq!(
-            seq, 0,
-            "round {round}: the refresh scanned the whole source"
-        );
-        tx.commit().expect("commit");
-    }
+    refresh_rounds(
+        &mut client,
+        "UPDATE orders SET amount = amount + 1 WHERE id = $1",
+        |round| round * 7 + 1,
+        "totals",
+        &["totals", "orders"],
+        |round, counted| {
+            let (seq, idx) = counted[0];
+            assert_eq!(
+                seq, 0,
+                "round {round}: the refresh scanned the whole stream table"
+            );
+            assert!(
+                idx > 0,
+                "round {round}: the refresh did not use the row-id index"
+            );
+            let (seq, _) = counted[1];
+            assert_eq!(
+                seq, 0,
+                "round {round}: the refresh scanned the whole source"
+            );
+        },
+    );
     assert_oracle(&mut client, "totals", query);
 }
 
@@ -107,25 +125,20 @@ fn a_one_row_change_reaches_a_small_stream_table_by_index_too() {
     // stream table when a lookup per changed group was allowed to be a hash join
     let query = "SELECT customer_id % 1000 AS bucket, sum(amount) AS total FROM orders GROUP BY 1";
     create_differential(&mut client, "buckets", query);
-    for round in 0..8 {
-        let mut tx = client.transaction().expect("begin");
-        tx.execute(
-            "UPDATE orders SET amount = amount + 1 WHERE id = $1",
-            &[&(round * 7 + 1)],
-        )
-        .expect("change");
-        let counted = scans_during(
-            &mut tx,
-            &["buckets"],
-            "SELECT pgtrickle.refresh_stream_table('buckets')",
-        );
-        assert_eq!(
-            counted[0],
-            (0, 1),
-            "round {round}: (sequential, index) scans of the stream table"
-        );
-        tx.commit().expect("commit");
-    }
+    refresh_rounds(
+        &mut client,
+        "UPDATE orders SET amount = amount + 1 WHERE id = $1",
+        |round| round * 7 + 1,
+        "buckets",
+        &["buckets"],
+        |round, counted| {
+            assert_eq!(
+                counted[0],
+                (0, 1),
+                "round {round}: (sequential, index) scans of the stream table"
+            );
+        },
+    );
     assert_oracle(&mut client, "buckets", query);
 }
 
@@ -203,27 +216,25 @@ fn recomputing_a_group_uses_the_index_on_its_key() {
     // an aggregate without delta state: each affected group is recomputed
     let query = "SELECT customer_id, bool_or(amount > 500) AS big FROM orders GROUP BY customer_id";
     create_differential(&mut client, "tops", query);
-    for round in 0..8 {
-        let mut tx = client.transaction().expect("begin");
-        tx.execute("DELETE FROM orders WHERE id = $1", &[&(round * 11 + 3)])
-            .expect("change");
-        let counted = scans_during(
-            &mut tx,
-            &["orders", "tops"],
-            "SELECT pgtrickle.refresh_stream_table('tops')",
-        );
-        let (seq, _) = counted[0];
-        assert_eq!(
-            seq, 0,
-            "round {round}: recomputing one group scanned the whole source"
-        );
-        let (seq, _) = counted[1];
-        assert_eq!(
-            seq, 0,
-            "round {round}: the refresh scanned the whole stream table"
-        );
-        tx.commit().expect("commit");
-    }
+    refresh_rounds(
+        &mut client,
+        "DELETE FROM orders WHERE id = $1",
+        |round| round * 11 + 3,
+        "tops",
+        &["orders", "tops"],
+        |round, counted| {
+            let (seq, _) = counted[0];
+            assert_eq!(
+                seq, 0,
+                "round {round}: recomputing one group scanned the whole source"
+            );
+            let (seq, _) = counted[1];
+            assert_eq!(
+                seq, 0,
+                "round {round}: the refresh scanned the whole stream table"
+            );
+        },
+    );
     assert_oracle(&mut client, "tops", query);
 }
 
