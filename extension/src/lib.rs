@@ -34,6 +34,7 @@ mod scheduler;
 pub extern "C-unwind" fn _PG_init() {
     config::register();
     scheduler::register();
+    refresh::merge_counts::install();
     // SAFETY: registering a callback with PostgreSQL's invalidation machinery; the function
     // lives as long as the library.
     unsafe {

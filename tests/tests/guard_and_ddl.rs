@@ -75,7 +75,7 @@ fn the_guard_cannot_be_disabled_or_dropped_and_the_shape_is_fixed() {
         // the hidden state of differential maintenance
         "ALTER TABLE st DROP COLUMN __pgt_row_id",
         "ALTER TABLE st ADD COLUMN __pgt_extra int",
-        "ALTER TABLE st ALTER COLUMN __pgt_count TYPE numeric",
+        "ALTER TABLE st ALTER COLUMN __pgt_a1_n TYPE numeric",
     ] {
         let err = expect_error(&mut client, sql, "0A000");
         assert!(err.hint.is_some(), "{sql}: {err:?}");

@@ -302,3 +302,44 @@ fn every_refresh_is_recorded_in_the_history_and_old_rows_expire() {
         .get(0);
     assert_eq!(left, 0);
 }
+
+#[test]
+fn a_grouped_refresh_records_the_groups_it_inserted_updated_and_deleted() {
+    let db = TestDb::new("refresh_group_counts");
+    let mut client = db.connect();
+    let query = "SELECT g, sum(v) AS total, count(*) AS n FROM sales GROUP BY g";
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE sales (id int PRIMARY KEY, g int, v int);
+             INSERT INTO sales VALUES (1, 1, 10), (2, 1, 20), (3, 2, 5), (4, 4, 1);
+             SELECT pgtrickle.create_stream_table('per_group', '{query}',
+                                                  refresh_mode => 'DIFFERENTIAL');
+             INSERT INTO sales VALUES (5, 3, 7);
+             UPDATE sales SET v = 11 WHERE id = 1;
+             DELETE FROM sales WHERE id = 3;
+             UPDATE sales SET v = v WHERE id = 4;
+             SELECT pgtrickle.refresh_stream_table('per_group');"
+        ))
+        .expect("refreshes");
+    // group 3 is new, group 1 changed, group 2 is gone; group 4's change cancels out
+    let rows = history(&mut client, "per_group");
+    assert_eq!(
+        rows.last().map(|r| (r.0.as_str(), r.2, r.3, r.4)),
+        Some(("DIFFERENTIAL", 1, 1, 1)),
+        "{rows:?}"
+    );
+    assert_oracle(&mut client, "per_group", query);
+    // the visible count(*) is the group's row count: no hidden copy of it
+    let hidden: Vec<String> = client
+        .query(
+            "SELECT attname::text FROM pg_attribute
+             WHERE attrelid = 'per_group'::regclass AND attnum > 0 AND NOT attisdropped
+               AND attname LIKE '\\_\\_pgt\\_%' ORDER BY attnum",
+            &[],
+        )
+        .expect("columns")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(hidden, ["__pgt_row_id", "__pgt_a0_n"]);
+}

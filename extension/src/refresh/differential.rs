@@ -47,6 +47,7 @@ pub fn build_plan(
         strategy,
         canonical_sql: canonical.to_string(),
         reads_current_date: lowered.reads_current_date,
+        lean_sums: false,
     })
 }
 
@@ -78,6 +79,20 @@ fn key_params(keys: &Rows, key_count: usize) -> Vec<Param> {
 /// applied with statements planned for it at each refresh: the kept plans were made for small
 /// changes (index lookups per change row), where a large one is better served by hash joins.
 const LARGE_CHANGE: i64 = 1000;
+
+/// A large change to a stream table of at least this many rows per change row (as counted
+/// up to `LARGE_CHANGE`) is taken to spread over its groups, one or two change rows each, and
+/// its sums start from their first value (`StreamPlan::lean_sums`).
+const GROUPS_PER_LARGE_CHANGE: f64 = 10.0;
+
+/// The planner's estimate of `st`'s rows (0 before it was first analyzed).
+fn stored_rows(st: &StreamTable) -> PgtResult<f64> {
+    Ok(crate::pg::query_one::<f64>(
+        "SELECT GREATEST(reltuples::float8, 0) FROM pg_catalog.pg_class WHERE oid = $1",
+        &[st.relid.into()],
+    )?
+    .unwrap_or(0.0))
+}
 
 /// What one captured source has after the frontier.
 #[derive(Debug, Clone, Copy)]
@@ -322,6 +337,7 @@ pub fn apply(st: &StreamTable, pending: &Pending, started: Instant) -> PgtResult
         source.window = window.clone();
         source.limit = (!large).then(|| "$4".into());
     }
+    windowed.lean_sums = large && stored_rows(st)? >= GROUPS_PER_LARGE_CHANGE * LARGE_CHANGE as f64;
     let apply_params = || {
         let mut params = params();
         params.push(Param::new(i64::MAX));
@@ -366,6 +382,11 @@ pub fn apply(st: &StreamTable, pending: &Pending, started: Instant) -> PgtResult
                 run(&sql, &values.chain(has_null).collect::<Vec<_>>())?;
             }
             (deleted, first_i64(&summary, 0), first_i64(&summary, 1))
+        }
+        Apply::Merge { sql } => {
+            let _permit = RefreshWritePermit::acquire();
+            let (_, done) = super::merge_counts::counting(st.relid, || run(&sql, &apply_params()))?;
+            (done.deleted, done.updated, done.inserted)
         }
         Apply::TwoPhase {
             keys_sql,

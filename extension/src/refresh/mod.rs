@@ -12,7 +12,9 @@ mod auto;
 mod differential;
 mod frontier;
 mod full;
+pub mod merge_counts;
 mod snapshot;
+mod sql_objects;
 
 use crate::analyze::lower_query;
 use crate::catalog::StreamTable;

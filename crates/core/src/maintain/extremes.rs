@@ -10,7 +10,7 @@
 
 use super::algebraic::{m_col, Algebraic};
 use super::given_keys::{among_given_keys, given_keys};
-use super::{StreamPlan, ROW_ID};
+use super::{row_id_is, StreamPlan};
 use crate::sql::render::{column, render};
 
 impl Algebraic {
@@ -97,7 +97,7 @@ impl Algebraic {
         let mut matched = Vec::new();
         if n > 0 {
             ctes.push(("a".to_string(), given_keys(&self.key_types)));
-            matched.push(format!("t.{ROW_ID} = a.rid"));
+            matched.push(row_id_is("t", "a.rid"));
             for i in 0..n {
                 matched.push(format!("a.k{i} IS NOT DISTINCT FROM r.k{i}"));
                 matched.push(format!(

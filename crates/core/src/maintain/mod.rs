@@ -14,6 +14,7 @@ mod algebraic;
 mod distinct;
 mod extremes;
 mod given_keys;
+mod group_apply;
 mod linear;
 mod recompute;
 pub mod shape;
@@ -32,6 +33,14 @@ use crate::sql::{Ident, QualifiedName};
 pub const ROW_ID: &str = "__pgt_row_id";
 /// Number of input rows behind a stored row (DISTINCT and grouped results).
 pub const COUNT: &str = "__pgt_count";
+/// The operator class of the row id in the unique index of a grouped stream table (created
+/// with the extension). Its equality operator, `ROW_ID_EQ`, is `bigint` equality that has no
+/// hash or merge support, so the planner can use a condition with it only as an index
+/// condition: the stored groups a change touches are always found by index lookups, never by
+/// hashing or scanning the whole stream table.
+pub const ROW_ID_OPS: &str = "pgtrickle.row_id_ops";
+/// See `ROW_ID_OPS`.
+pub const ROW_ID_EQ: &str = "OPERATOR(pgtrickle.==)";
 
 #[derive(Debug, Clone)]
 pub enum Strategy {
@@ -68,6 +77,10 @@ pub struct StreamPlan {
     pub canonical_sql: String,
     /// The query reads CURRENT_DATE: its delta holds only while the date stays the same.
     pub reads_current_date: bool,
+    /// Set per refresh: most groups of the change get one or two change rows (a large change
+    /// to a stream table of many more groups), so the sums of a delta start from their first
+    /// value (`algebraic::PLAIN_SUM`).
+    pub lean_sums: bool,
 }
 
 /// A statement to run, and whether it takes the recompute strategy's key arrays.
@@ -96,6 +109,14 @@ pub enum Apply {
         extremes_sql: Option<String>,
         key_count: usize,
     },
+    /// One `MERGE` that returns nothing: what it deleted, updated and inserted is what
+    /// PostgreSQL counted for each of its actions.
+    Merge { sql: String },
+}
+
+/// `{alias}.__pgt_row_id` equals `rid`, as an index condition only (`ROW_ID_OPS`).
+pub(crate) fn row_id_is(alias: &str, rid: &str) -> String {
+    format!("{alias}.{ROW_ID} {ROW_ID_EQ} {rid}")
 }
 
 pub(crate) fn row_id(exprs: &[String]) -> String {
