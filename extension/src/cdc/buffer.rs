@@ -1,6 +1,7 @@
 //! The change buffer of one source: creating it with the tracked columns, keeping its columns
-//! in step with what dependants read, and emptying a large buffer of consumed rows (small
-//! ones are cleaned by the statement that records a refresh, see `refresh::frontier`).
+//! in step with what dependants read, giving it statistics for the planner, and emptying a
+//! large buffer of consumed rows (small ones are cleaned by the statement that records a
+//! refresh, see `refresh::frontier`).
 
 use super::triggers;
 use crate::error::{spi_error, PgtResult};
@@ -241,4 +242,31 @@ pub fn empty_consumed(relid: pg_sys::Oid, bound: &str, standalone: bool) -> PgtR
         &format!("DELETE FROM {buffer} b WHERE b.__pgt_xid < $1::pg_catalog.xid8"),
         &[bound.into()],
     )
+}
+
+/// ANALYZE the buffer of source `relid` if it has no column statistics yet (and nothing else
+/// holds the lock ANALYZE takes: an autovacuum at work on it will give it statistics anyway).
+/// Called by a refresh that found a large change, before its statements are planned. Without
+/// statistics the planner takes a buffer column to hold 200 distinct values, and a join of a
+/// large change with a table hashed the table rather than the change (100,000 rows against
+/// 13,000: 60 ms against 37 for the refresh's apply statement). Statistics outlive the
+/// TRUNCATE that empties a buffer, and autovacuum keeps them current from then on.
+pub fn give_statistics(relid: pg_sys::Oid) -> PgtResult<()> {
+    let buffer = buffer_name(relid);
+    as_extension_owner(|| {
+        let oid = query_one::<pg_sys::Oid>(
+            "SELECT c.oid FROM pg_catalog.pg_class c
+             WHERE c.oid = pg_catalog.to_regclass($1)
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_statistic s WHERE s.starelid = c.oid)",
+            &[buffer.to_string().into()],
+        )?;
+        let lock = pg_sys::ShareUpdateExclusiveLock as pg_sys::LOCKMODE;
+        // SAFETY: a conditional lock on an existing relation, kept to the end of the
+        // transaction as ANALYZE keeps it.
+        if oid.is_some_and(|oid| unsafe { pg_sys::ConditionalLockRelationOid(oid, lock) }) {
+            pgrx::debug2!("pg_trickle: {buffer} has no statistics, analyzed");
+            run(&format!("ANALYZE {buffer}"), &[])?;
+        }
+        Ok(())
+    })
 }

@@ -20,4 +20,6 @@ mod buffer_writer;
 mod capture;
 mod triggers;
 
-pub use buffer::{buffer_name, empty_consumed, prune_unused, reset_if_partitioned, sync_source};
+pub use buffer::{
+    buffer_name, empty_consumed, give_statistics, prune_unused, reset_if_partitioned, sync_source,
+};

@@ -313,6 +313,11 @@ pub fn apply(st: &StreamTable, pending: &Pending, started: Instant) -> PgtResult
             return full::refresh(st, Some(&super::planned(st)?), Some(reason), started);
         }
     }
+    if large {
+        for (relid, _) in &changed {
+            crate::cdc::give_statistics(*relid)?;
+        }
+    }
     let changed_buffers: Vec<QualifiedName> = changed
         .iter()
         .map(|(relid, _)| buffer_name(*relid))
