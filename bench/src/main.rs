@@ -249,7 +249,7 @@ fn main() {
     }
     // interleaved, so that both tables see the same background (checkpoints, autovacuum)
     let (mut plain, mut captured) = (Vec::new(), Vec::new());
-    for _ in 0..7 {
+    for _ in 0..11 {
         plain.push(bulk(&mut client, "orders_plain"));
         captured.push(bulk(&mut client, "orders"));
     }

@@ -338,3 +338,62 @@ fn recording_a_refresh_does_not_read_the_history_kept() {
         tx.commit().expect("commit");
     }
 }
+
+#[test]
+fn a_small_change_joined_with_a_large_table_looks_its_rows_up_after_statistics_came() {
+    let db = TestDb::new("plans_join_stats");
+    let mut client = db.connect();
+    setup(&mut client);
+    client
+        .batch_execute(
+            "CREATE TABLE customers (id int PRIMARY KEY, region int NOT NULL);
+             INSERT INTO customers SELECT i, i % 10 FROM generate_series(0, 99999) i;
+             ANALYZE customers;",
+        )
+        .expect("customers");
+    let query = "SELECT c.region, sum(o.amount) AS total, count(*) AS n \
+                 FROM orders o JOIN customers c ON c.id = o.customer_id GROUP BY c.region";
+    create_differential(&mut client, "by_region", query);
+    // a large change of low customer ids: the refresh gives the buffer statistics, whose
+    // histogram then says that change rows join only the first customers
+    client
+        .batch_execute(
+            "UPDATE orders SET amount = amount + 1 WHERE customer_id < 2000;
+             SELECT pgtrickle.refresh_stream_table('by_region');",
+        )
+        .expect("large change");
+    refresh_rounds(
+        &mut client,
+        "UPDATE orders SET amount = amount + 1 WHERE id % 3000 = $1",
+        |round| round,
+        "by_region",
+        &["customers"],
+        |round, counted| {
+            let (seq, _) = counted[0];
+            assert_eq!(seq, 0, "round {round}: the refresh scanned all customers");
+        },
+    );
+    // what an index scan returned: 100 lookups, not the whole index in key order
+    let mut tx = client.transaction().expect("begin");
+    tx.execute(
+        "UPDATE orders SET amount = amount + 1 WHERE id % 3000 = 11",
+        &[],
+    )
+    .expect("change");
+    let fetched = |tx: &mut postgres::Transaction| -> i64 {
+        tx.query_one(
+            "SELECT coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables
+             WHERE relid = 'customers'::regclass",
+            &[],
+        )
+        .expect("fetched")
+        .get(0)
+    };
+    let before = fetched(&mut tx);
+    tx.batch_execute("SELECT pgtrickle.refresh_stream_table('by_region')")
+        .expect("refresh");
+    let read = fetched(&mut tx) - before;
+    assert!(read <= 1000, "{read} customers read for a 100-row change");
+    assert_oracle(&mut tx, "by_region", query);
+    tx.commit().expect("commit");
+}

@@ -299,12 +299,18 @@ pub fn apply(st: &StreamTable, pending: &Pending, started: Instant) -> PgtResult
             LARGE_CHANGE
         );
     }
+    // planned and run without merge joins: a change buffer's statistics describe an earlier
+    // change, and from its histogram of key values the planner expected a merge join with an
+    // index of the other table to stop early (a 100-row change scanned 99,311 of 100,000
+    // customers: 21 ms, where looking the 100 up takes 0.3)
     let run = |sql: &str, params: &[Param]| {
-        if large {
-            snapshot.query_replanned(sql, params)
-        } else {
-            snapshot.query(sql, params)
-        }
+        crate::pg::with_settings(&[("enable_mergejoin", "off")], || {
+            if large {
+                snapshot.query_replanned(sql, params)
+            } else {
+                snapshot.query(sql, params)
+            }
+        })
     };
     if st.settings.refresh_mode == RefreshMode::Auto {
         if let Some(reason) =
