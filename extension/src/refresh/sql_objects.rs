@@ -1,7 +1,6 @@
 //! SQL objects the maintenance statements name, created with the extension: the row-id
 //! equality that only an index scan can use (`ROW_ID_EQ`, `ROW_ID_OPS` in the core's
-//! `maintain`), the visibility test of the change window (`frontier::window_parameterized`)
-//! and the lean numeric sum of a change's values (`algebraic::PLAIN_SUM`).
+//! `maintain`), and the lean numeric sum of a change's values (`algebraic::PLAIN_SUM`).
 
 pgrx::extension_sql!(
     r#"
@@ -18,15 +17,6 @@ CREATE OPERATOR CLASS pgtrickle.row_id_ops FOR TYPE bigint USING btree AS
     FUNCTION 1 btint8cmp(bigint, bigint),
     FUNCTION 2 btint8sortsupport(internal),
     FUNCTION 4 btequalimage(oid);
-
--- pg_visible_in_snapshot as an operator whose selectivity the planner knows: a change
--- buffer's rows are nearly all in a refresh's window, which is "not visible in the frontier".
-CREATE FUNCTION pgtrickle.visible_in_snapshot(xid8, pg_snapshot) RETURNS boolean
-    LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE AS 'pg_visible_in_snapshot';
-CREATE OPERATOR pgtrickle.<@ (
-    FUNCTION = pgtrickle.visible_in_snapshot, LEFTARG = xid8, RIGHTARG = pg_snapshot,
-    RESTRICT = contsel
-);
 
 -- sum(numeric) whose state is the running sum, starting from the first value: no accumulator
 -- to set up per group, which is what a change spread over many groups mostly has.
