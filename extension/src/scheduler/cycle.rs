@@ -247,12 +247,17 @@ fn nothing_to_do(unit: &[i64], picture: &Picture, quiet: &mut QuietSources) -> b
             return true;
         }
         let relid = pg_sys::Oid::from(table.relid);
-        // an error counts as "something to do": the refresh worker then records it
+        // an error counts as "something to do": the refresh worker then records it. A lock
+        // wait gives up before the deadlock detector runs (deadlock_timeout, 1 s by default):
+        // DDL such as DROP EXTENSION takes the catalog and the buffers in another order, and
+        // the detector may otherwise fail the DDL rather than this check
         in_subtransaction(false, || {
-            match crate::catalog::store::find_by_relid(relid) {
-                Ok(Some(st)) => !crate::refresh::has_pending_changes(&st).unwrap_or(true),
-                _ => false,
-            }
+            crate::pg::with_settings(&[("lock_timeout", "100ms")], || {
+                match crate::catalog::store::find_by_relid(relid) {
+                    Ok(Some(st)) => !crate::refresh::has_pending_changes(&st).unwrap_or(true),
+                    _ => false,
+                }
+            })
         })
     })
 }
