@@ -32,6 +32,23 @@ fn scans_during(tx: &mut postgres::Transaction, tables: &[&str], work: &str) -> 
         .collect()
 }
 
+/// `counted`, an expression over `table`'s row of `pg_stat_xact_user_tables`.
+fn counter(tx: &mut postgres::Transaction, table: &str, counted: &str) -> i64 {
+    tx.query_one(
+        &format!("SELECT {counted} FROM pg_stat_xact_user_tables WHERE relid = $1::text::regclass"),
+        &[&table],
+    )
+    .expect("counters")
+    .get(0)
+}
+
+/// How much `counted` (see `counter`, such as `idx_tup_fetch`) grew while `work` ran.
+fn rows_read_during(tx: &mut postgres::Transaction, table: &str, counted: &str, work: &str) -> i64 {
+    let before = counter(tx, table, counted);
+    tx.batch_execute(work).expect("refresh");
+    counter(tx, table, counted) - before
+}
+
 fn setup(client: &mut Client) {
     client
         .batch_execute(
@@ -318,19 +335,12 @@ fn recording_a_refresh_does_not_read_the_history_kept() {
     {
         let mut tx = client.transaction().expect("begin");
         tx.batch_execute(change).expect("change");
-        let fetched = |tx: &mut postgres::Transaction| -> i64 {
-            tx.query_one(
-                "SELECT coalesce(idx_tup_fetch, 0) + seq_tup_read FROM pg_stat_xact_user_tables
-                 WHERE relid = 'pgtrickle.pgt_refresh_history'::regclass",
-                &[],
-            )
-            .expect("counters")
-            .get(0)
-        };
-        let before = fetched(&mut tx);
-        tx.batch_execute("SELECT pgtrickle.refresh_stream_table('event_total')")
-            .expect("refresh");
-        let read = fetched(&mut tx) - before;
+        let read = rows_read_during(
+            &mut tx,
+            "pgtrickle.pgt_refresh_history",
+            "coalesce(idx_tup_fetch, 0) + seq_tup_read",
+            "SELECT pgtrickle.refresh_stream_table('event_total')",
+        );
         assert!(
             read < 10,
             "round {round}: recording the refresh read {read} history rows"
@@ -380,19 +390,12 @@ fn a_small_change_joined_with_a_large_table_looks_its_rows_up_after_statistics_c
         &[],
     )
     .expect("change");
-    let fetched = |tx: &mut postgres::Transaction| -> i64 {
-        tx.query_one(
-            "SELECT coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables
-             WHERE relid = 'customers'::regclass",
-            &[],
-        )
-        .expect("fetched")
-        .get(0)
-    };
-    let before = fetched(&mut tx);
-    tx.batch_execute("SELECT pgtrickle.refresh_stream_table('by_region')")
-        .expect("refresh");
-    let read = fetched(&mut tx) - before;
+    let read = rows_read_during(
+        &mut tx,
+        "customers",
+        "coalesce(idx_tup_fetch, 0)",
+        "SELECT pgtrickle.refresh_stream_table('by_region')",
+    );
     assert!(read <= 1000, "{read} customers read for a 100-row change");
     assert_oracle(&mut tx, "by_region", query);
     tx.commit().expect("commit");
