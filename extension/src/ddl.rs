@@ -6,7 +6,8 @@
 //!   and renames are mirrored in the catalog;
 //! - after ALTER on a source (or a schema, function or type), or DROP of a function, type or
 //!   operator: every stream table that may use it must still analyze to the same columns,
-//!   otherwise the command is refused with the reason.
+//!   otherwise the command is refused with the reason; a sum over a source column that lost
+//!   its NOT NULL gets the count column it now needs.
 //!
 //! `DROP TABLE source` itself is refused by PostgreSQL, because each stream table is recorded
 //! in `pg_depend` as depending on the relations its query names.
@@ -100,6 +101,7 @@ fn _pgt_after_ddl() {
         };
         for st in readers {
             check_still_valid(&st)?;
+            crate::api::definition::add_missing_counts(&st)?;
         }
         // a source's column types may have changed, or a partition was created or attached
         // below it: keep its change buffer and capture triggers in step

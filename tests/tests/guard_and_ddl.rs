@@ -329,3 +329,104 @@ fn functions_used_by_a_query_cannot_be_dropped_or_renamed() {
         "SELECT id, double_it(v) AS d FROM src",
     );
 }
+
+/// The hidden columns of stream table `name`, in column order.
+fn hidden_columns(client: &mut Client, name: &str) -> Vec<String> {
+    client
+        .query(
+            "SELECT attname::text FROM pg_attribute
+             WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped
+               AND attname LIKE '\\_\\_pgt\\_%' ORDER BY attnum",
+            &[&name],
+        )
+        .expect("hidden columns")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn sums_of_a_not_null_column_count_rows_until_the_column_may_be_null() {
+    let db = TestDb::new("not_null_sums");
+    let mut client = db.connect();
+    let grouped = "SELECT g, sum(v) AS total, avg(v) AS mean, count(*) AS n FROM sales GROUP BY g";
+    // the NULL side of a LEFT JOIN can be NULL whatever its table declares
+    let outer =
+        "SELECT r.g, sum(s.v) AS total FROM regions r LEFT JOIN sales s ON s.g = r.g GROUP BY r.g";
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE sales (id int PRIMARY KEY, g int, v int NOT NULL);
+             CREATE TABLE regions (g int PRIMARY KEY);
+             INSERT INTO sales SELECT i, i % 4, i FROM generate_series(1, 40) i;
+             INSERT INTO regions SELECT generate_series(0, 5);
+             SELECT pgtrickle.create_stream_table('grouped', '{grouped}', refresh_mode => 'DIFFERENTIAL');
+             SELECT pgtrickle.create_stream_table('outer_sums', '{outer}', refresh_mode => 'DIFFERENTIAL');"
+        ))
+        .expect("setup");
+    // the sums count with count(*): no count of their own
+    assert_eq!(
+        hidden_columns(&mut client, "grouped"),
+        ["__pgt_row_id", "__pgt_a1_s"]
+    );
+    assert_eq!(
+        hidden_columns(&mut client, "outer_sums"),
+        ["__pgt_row_id", "__pgt_count", "__pgt_a0_n"]
+    );
+    let refresh_and_check = |client: &mut Client, changes: &str| {
+        client
+            .batch_execute(&format!(
+                "{changes}
+                 SELECT pgtrickle.refresh_stream_table('grouped');
+                 SELECT pgtrickle.refresh_stream_table('outer_sums');"
+            ))
+            .expect("changes and refreshes");
+        assert_oracle(client, "grouped", grouped);
+        assert_oracle(client, "outer_sums", outer);
+    };
+    refresh_and_check(
+        &mut client,
+        "INSERT INTO sales VALUES (41, 4, 5), (42, 4, -5);
+         UPDATE sales SET v = v * 2, g = 1 WHERE id BETWEEN 1 AND 6;
+         DELETE FROM sales WHERE g = 3;",
+    );
+    // the column may hold NULLs from now on: the sums get their counts, from the row counts
+    client
+        .batch_execute("ALTER TABLE sales ALTER COLUMN v DROP NOT NULL")
+        .expect("drop not null");
+    assert_eq!(
+        hidden_columns(&mut client, "grouped"),
+        ["__pgt_row_id", "__pgt_a1_s", "__pgt_a0_n", "__pgt_a1_n"]
+    );
+    let uncounted: i64 = client
+        .query_one(
+            "SELECT count(*) FROM grouped WHERE __pgt_a0_n <> n OR __pgt_a1_n <> n",
+            &[],
+        )
+        .expect("counts")
+        .get(0);
+    assert_eq!(uncounted, 0);
+    assert_oracle(&mut client, "grouped", grouped);
+    // groups of NULLs only, and a group that keeps only its NULL
+    refresh_and_check(
+        &mut client,
+        "INSERT INTO sales VALUES (50, 5, NULL), (51, 5, NULL), (52, 2, NULL);
+         DELETE FROM sales WHERE g = 2 AND v IS NOT NULL;
+         UPDATE sales SET v = NULL WHERE id = 41;",
+    );
+    refresh_and_check(
+        &mut client,
+        "UPDATE sales SET v = 1 WHERE v IS NULL AND g = 5;",
+    );
+    // declared NOT NULL again: the counts stay and go on counting
+    refresh_and_check(
+        &mut client,
+        "DELETE FROM sales WHERE v IS NULL;
+         ALTER TABLE sales ALTER COLUMN v SET NOT NULL;
+         INSERT INTO sales VALUES (60, 6, 3), (61, 0, 4);
+         DELETE FROM sales WHERE id = 7;",
+    );
+    assert_eq!(
+        hidden_columns(&mut client, "grouped"),
+        ["__pgt_row_id", "__pgt_a1_s", "__pgt_a0_n", "__pgt_a1_n"]
+    );
+}

@@ -69,12 +69,37 @@ pub fn lower_query(text: &str) -> PgtResult<Result<Lowered, Blocker>> {
                 construct: "a time-dependent function such as now() or CURRENT_TIMESTAMP".into(),
                 time_dependent: true,
             }),
-            Ok(lowered) => Ok(Lowered {
-                reads_current_date: lowerer.reads_current_date.get(),
-                ..lowered
-            }),
+            Ok(mut lowered) => {
+                lowered.shape.not_null = declared_not_null(&lowered.sources)?;
+                Ok(Lowered {
+                    reads_current_date: lowerer.reads_current_date.get(),
+                    ..lowered
+                })
+            }
         })
     }
+}
+
+/// Per source, per column read: whether it is declared NOT NULL (and the constraint is
+/// validated; PostgreSQL 18 also has NOT NULL constraints that are NOT VALID).
+fn declared_not_null(sources: &[LoweredSource]) -> PgtResult<Vec<Vec<bool>>> {
+    sources
+        .iter()
+        .map(|source| {
+            Ok(crate::pg::query_one::<Vec<bool>>(
+                "SELECT array_agg(a.attnotnull
+                                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
+                                                  WHERE c.conrelid = a.attrelid AND c.contype = 'n'
+                                                    AND NOT c.convalidated
+                                                    AND a.attnum = ANY (c.conkey))
+                                  ORDER BY u.i)
+                 FROM pg_catalog.unnest($2::pg_catalog.int2[]) WITH ORDINALITY AS u(attnum, i)
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = $1 AND a.attnum = u.attnum",
+                &[source.relid.into(), source.attnos.clone().into()],
+            )?
+            .unwrap_or_default())
+        })
+        .collect()
 }
 
 struct Lowerer {
@@ -354,6 +379,7 @@ impl Lowerer {
                     targets,
                     target_types,
                     top,
+                    not_null: Vec::new(),
                 },
                 sources: self.sources.clone(),
                 reads_current_date: false,

@@ -228,6 +228,49 @@ pub fn plan_maintenance(
     }
 }
 
+/// The hidden columns (`__pgt_*`) table `relid` has.
+pub fn hidden_column_names(relid: pg_sys::Oid) -> PgtResult<Vec<String>> {
+    Ok(crate::pg::query_one::<Vec<String>>(
+        "SELECT array_agg(attname::text) FROM pg_catalog.pg_attribute
+         WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attname LIKE '\\_\\_pgt\\_%'",
+        &[relid.into()],
+    )?
+    .unwrap_or_default())
+}
+
+/// After a source column that a sum of `st` reads lost its NOT NULL: the stream table gets
+/// the count column (`__pgt_aN_n`) the sum needs from now on, holding each group's row count
+/// (every value counted so far was not NULL). Run as the stream table's owner.
+pub fn add_missing_counts(st: &crate::catalog::StreamTable) -> PgtResult<()> {
+    if st.maintenance.is_none() {
+        return Ok(());
+    }
+    // a query that no longer has a plan fails at its next refresh, as before
+    let Ok(plan) = crate::refresh::plan_from_query(st) else {
+        return Ok(());
+    };
+    let missing = plan.missing_counts(&hidden_column_names(st.relid)?);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let quote = pg_trickle_core::sql::quote_ident;
+    let added: Vec<String> = missing
+        .iter()
+        .map(|(column, _)| format!("ADD COLUMN {} bigint", quote(column)))
+        .collect();
+    let filled: Vec<String> = missing
+        .iter()
+        .map(|(column, count)| format!("{} = {count}", quote(column)))
+        .collect();
+    let table = st.qualified_name();
+    let _own = crate::ddl::OwnDdl::begin();
+    crate::pg::as_role(st.owner, false, || {
+        crate::pg::run(&format!("ALTER TABLE {table} {}", added.join(", ")), &[])?;
+        let _permit = crate::guard::RefreshWritePermit::acquire();
+        crate::pg::run(&format!("UPDATE {table} SET {}", filled.join(", ")), &[])
+    })
+}
+
 /// Give `table` exactly the hidden columns of `plan` (none without a plan), with the row-id
 /// index.
 pub fn install_hidden_columns(
@@ -236,25 +279,7 @@ pub fn install_hidden_columns(
     plan: Option<&pg_trickle_core::maintain::StreamPlan>,
 ) -> PgtResult<()> {
     let _own = crate::ddl::OwnDdl::begin();
-    let existing: Vec<String> = Spi::connect(|client| {
-        let rows = client
-            .select(
-                "SELECT attname::text FROM pg_catalog.pg_attribute
-                 WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attname LIKE '\\_\\_pgt\\_%'",
-                None,
-                &[relid.into()],
-            )
-            .map_err(crate::error::spi_error)?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(
-                row.get::<String>(1)
-                    .map_err(crate::error::spi_error)?
-                    .unwrap_or_default(),
-            );
-        }
-        Ok::<_, CoreError>(out)
-    })?;
+    let existing = hidden_column_names(relid)?;
     let mut actions: Vec<String> = existing
         .iter()
         .map(|c| format!("DROP COLUMN {}", pg_trickle_core::sql::quote_ident(c)))

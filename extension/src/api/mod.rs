@@ -3,7 +3,7 @@
 
 mod alter;
 mod create;
-mod definition;
+pub(crate) mod definition;
 mod drop;
 mod refresh;
 

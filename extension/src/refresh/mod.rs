@@ -188,7 +188,16 @@ pub(crate) fn planned(st: &StreamTable) -> PgtResult<StreamPlan> {
     Ok(plan)
 }
 
+/// The plan of `st` from its query, with the counts its table stores (a sum's count column
+/// stays when its source column became NOT NULL after the table was made).
 fn plan_from_catalog(st: &StreamTable) -> PgtResult<StreamPlan> {
+    let mut plan = plan_from_query(st)?;
+    plan.follow_stored_counts(&crate::api::definition::hidden_column_names(st.relid)?);
+    Ok(plan)
+}
+
+/// The plan of `st` as its query and the sources' columns (NOT NULL or not) give it now.
+pub(crate) fn plan_from_query(st: &StreamTable) -> PgtResult<StreamPlan> {
     match lower_query(&st.defining_query)? {
         Ok(lowered) => build_plan(
             &st.schema,

@@ -5,6 +5,7 @@
 //! index. The same tree is evaluated in memory (`zset`) and rendered to SQL (`sql::render`).
 
 mod expr;
+mod nullability;
 
 pub use expr::{CmpOp, Expr, Template, TemplatePiece, Value};
 

@@ -51,6 +51,10 @@ pub struct AggState {
     /// For a SUM or AVG of `numeric` values of varying scale: the extra SUM aggregate (after
     /// the query's own) counting the values of each scale, from which the sum's scale follows.
     pub scale: Option<usize>,
+    /// The argument is never NULL (a source column declared NOT NULL, not from the NULL side
+    /// of an outer join): without FILTER, a SUM or AVG then counts every row of its group and
+    /// needs no count of its own (`state_columns.rs`).
+    pub arg_not_null: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -151,7 +155,7 @@ impl Algebraic {
     pub(super) fn counted(agg: &AggState) -> String {
         let col = |i: usize| format!("x.{}", column(i));
         let mut conds: Vec<String> = Vec::new();
-        if let Some(a) = agg.arg {
+        if let (Some(a), false) = (agg.arg, agg.arg_not_null) {
             conds.push(format!("{} IS NOT NULL", col(a)));
         }
         if let Some(f) = agg.filter {
@@ -195,7 +199,7 @@ impl Algebraic {
         items.push(format!("COALESCE(sum(x.{WEIGHT}), 0)::bigint AS cnt"));
         for (j, agg) in self.aggs.iter().enumerate() {
             let cond = Self::counted(agg);
-            if !self.counts_rows(j) {
+            if !self.n_is_row_count(j) {
                 items.push(format!(
                     "COALESCE(sum(CASE WHEN {cond} THEN x.{WEIGHT} ELSE 0 END), 0)::bigint AS n{j}"
                 ));
@@ -204,10 +208,16 @@ impl Algebraic {
                 // a weight is almost always 1 or -1: a sign change costs less than a numeric
                 // multiplication (a third of the aggregation of a large change)
                 let value = format!("({})::numeric", col(a));
-                items.push(format!(
-                    "{sum}(CASE WHEN {cond} THEN CASE x.{WEIGHT} WHEN 1 THEN {value} \
-                     WHEN -1 THEN -{value} ELSE x.{WEIGHT} * {value} END END) AS s{j}"
-                ));
+                let weighted = format!(
+                    "CASE x.{WEIGHT} WHEN 1 THEN {value} WHEN -1 THEN -{value} \
+                     ELSE x.{WEIGHT} * {value} END"
+                );
+                let counted = if cond == "true" {
+                    weighted
+                } else {
+                    format!("CASE WHEN {cond} THEN {weighted} END")
+                };
+                items.push(format!("{sum}({counted}) AS s{j}"));
             }
             if let (Some((aggregate, _)), Some(a)) = (agg.kind.extreme(), agg.arg) {
                 items.push(format!(
@@ -371,6 +381,7 @@ pub(super) mod tests {
                 filter: None,
                 result_type: if kind.has_sum() { "numeric" } else { "integer" }.into(),
                 scale: None,
+                arg_not_null: false,
             }],
             targets: vec![Expr::Col(0), Expr::Col(1)],
             key_visible: vec![Some(0)],

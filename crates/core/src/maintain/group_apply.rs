@@ -39,7 +39,7 @@ impl Algebraic {
     fn changed_groups(&self, plan: &StreamPlan, delta: &Rendered) -> (String, String) {
         let mut changed = vec!["g.cnt <> 0".to_string()];
         for (j, agg) in self.aggs.iter().enumerate() {
-            if !self.counts_rows(j) {
+            if !self.n_is_row_count(j) {
                 changed.push(format!("g.n{j} <> 0"));
             }
             if agg.kind.has_sum() {

@@ -187,6 +187,24 @@ impl StreamPlan {
         cols
     }
 
+    /// Follow the counts the stream table stores (`present`: its hidden columns), see
+    /// `Algebraic::follow_stored_counts`.
+    pub fn follow_stored_counts(&mut self, present: &[String]) {
+        if let Strategy::Algebraic(a) = &mut self.strategy {
+            a.follow_stored_counts(present);
+        }
+    }
+
+    /// The count columns this plan stores that the table (`present`: its hidden columns)
+    /// lacks, because a source column its sums read was NOT NULL when it was made and is not
+    /// any more: `(column, stored column whose values it starts from)`.
+    pub fn missing_counts(&self, present: &[String]) -> Vec<(String, String)> {
+        match &self.strategy {
+            Strategy::Algebraic(a) => a.missing_counts(self, present),
+            _ => Vec::new(),
+        }
+    }
+
     /// The index on the row id: `(unique, columns)`. Grouped results maintained in place are
     /// identified exactly by the row id and the group key, so that index is unique (with NULLs
     /// not distinct) and serves as the conflict target of their apply statement.

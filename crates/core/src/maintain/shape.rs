@@ -59,6 +59,8 @@ pub struct QueryShape {
     pub targets: Vec<Target>,
     pub target_types: Vec<String>,
     pub top: Top,
+    /// Per source (by `SourceId`), per scanned column: declared NOT NULL.
+    pub not_null: Vec<Vec<bool>>,
 }
 
 /// Pick the strategy and build the strategy's input (`body`) for `shape`, or say why the
@@ -173,12 +175,15 @@ fn algebraic(
             exprs.push(f.clone());
             exprs.len() - 1
         });
+        let arg_not_null =
+            matches!(&agg.arg, Some(Expr::Col(c)) if shape.from.never_null(*c, &shape.not_null));
         states.push(AggState {
             kind,
             arg,
             filter,
             result_type: agg.result_type.clone(),
             scale: None,
+            arg_not_null,
         });
         if let (true, true, Some(a)) = (kind.has_sum(), agg.arg_scale_varies, &agg.arg) {
             scaled.push((states.len() - 1, a.clone()));
@@ -193,13 +198,14 @@ fn algebraic(
             args: vec![arg],
         });
         let counts = exprs.len() - 1;
-        let filter = states[j].filter;
+        let (filter, arg_not_null) = (states[j].filter, states[j].arg_not_null);
         states.push(AggState {
             kind: AggKind::Sum,
             arg: Some(counts),
             filter,
             result_type: "numeric".into(),
             scale: None,
+            arg_not_null,
         });
         states[j].scale = Some(states.len() - 1);
     }
@@ -271,6 +277,7 @@ mod tests {
                 aggs,
                 has_having: having,
             },
+            not_null: vec![vec![true, false]],
         }
     }
 
@@ -313,5 +320,20 @@ mod tests {
         shape.targets.remove(0);
         let (_, s) = choose(&shape).expect("algebraic keeps the key hidden");
         assert_eq!(s.name(), "algebraic aggregate");
+    }
+
+    #[test]
+    fn a_sum_knows_when_its_argument_is_never_null() {
+        let arg_not_null = |not_null: Vec<bool>| {
+            let mut shape = grouped(vec![agg("sum", false, true)], false);
+            shape.not_null = vec![not_null];
+            match choose(&shape).expect("supported").1 {
+                Strategy::Algebraic(a) => a.aggs[0].arg_not_null,
+                other => panic!("{}", other.name()),
+            }
+        };
+        assert!(arg_not_null(vec![false, true]));
+        assert!(!arg_not_null(vec![true, false]));
+        assert!(!arg_not_null(Vec::new()));
     }
 }
