@@ -101,21 +101,32 @@ struct SourcePending {
     rows: i64,
     /// Whether it has a reset marker (a truncation) after the frontier.
     reset: bool,
+    /// Whether the refresh may make some of its change rows deletable (asked with
+    /// `cleanup`, else true): see `frontier::cleanup_checks`.
+    cleanable: bool,
 }
 
 /// Per captured source of `st`, in order: its change rows after `previous` (counted up to
-/// `count_limit`, so that 1 asks only whether there are any), and whether it was reset.
+/// `count_limit`, so that 1 asks only whether there are any), whether it was reset, and with
+/// `cleanup` whether a refresh may make change rows deletable.
 fn pending(
     snapshot: &PinnedSnapshot,
     st: &StreamTable,
     previous: &Frontier,
     count_limit: i64,
+    cleanup: bool,
 ) -> PgtResult<Vec<SourcePending>> {
     let window = frontier::window_parameterized();
+    let cleanable = if cleanup {
+        frontier::cleanup_checks(st)
+    } else {
+        vec!["true".to_string(); st.captured_sources.len()]
+    };
     let checks: Vec<String> = st
         .captured_sources
         .iter()
-        .flat_map(|relid| {
+        .zip(cleanable)
+        .flat_map(|(relid, cleanable)| {
             let buffer = buffer_name(*relid);
             [
                 format!(
@@ -125,6 +136,7 @@ fn pending(
                     "EXISTS (SELECT 1 FROM pgtrickle_changes.resets b WHERE b.source_relid = {} AND {window})",
                     relid.to_u32()
                 ),
+                cleanable,
             ]
         })
         .collect();
@@ -139,16 +151,18 @@ fn pending(
         .into_iter()
         .next()
         .unwrap_or_default();
+    let is_true = |v: Option<&Option<String>>| v.is_some_and(|v| v.as_deref() == Some("t"));
     Ok(row
-        .chunks(2)
-        .map(|pair| SourcePending {
-            rows: pair
+        .chunks(3)
+        .map(|checks| SourcePending {
+            rows: checks
                 .first()
                 .cloned()
                 .flatten()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
-            reset: pair.get(1).is_some_and(|v| v.as_deref() == Some("t")),
+            reset: is_true(checks.get(1)),
+            cleanable: is_true(checks.get(2)),
         })
         .collect())
 }
@@ -202,7 +216,7 @@ pub fn has_pending_changes(st: &StreamTable) -> PgtResult<bool> {
         return Ok(true);
     }
     let snapshot = PinnedSnapshot::take();
-    Ok(pending(&snapshot, st, previous, 1)?
+    Ok(pending(&snapshot, st, previous, 1, false)?
         .iter()
         .any(|source| source.rows > 0 || source.reset))
 }
@@ -250,7 +264,7 @@ pub fn start(st: &StreamTable, started: Instant) -> PgtResult<Start> {
         .map(Start::Done);
     }
     let snapshot = PinnedSnapshot::take();
-    let sources = pending(&snapshot, st, &previous, LARGE_CHANGE)?;
+    let sources = pending(&snapshot, st, &previous, LARGE_CHANGE, true)?;
     if !sources.iter().any(|source| source.rows > 0 || source.reset) {
         // nothing to apply: the frontier stays where it is, which remains exact
         frontier::record_noop(&snapshot, st, started)?;
@@ -334,10 +348,25 @@ pub fn apply(st: &StreamTable, pending: &Pending, started: Instant) -> PgtResult
             .get(source)
             .is_some_and(|s| changed_buffers.contains(&s.buffer))
     };
+    let clean: Vec<pgrx::pg_sys::Oid> = relids
+        .iter()
+        .zip(sources)
+        .filter(|(_, source)| source.cleanable)
+        .map(|(relid, _)| *relid)
+        .collect();
+    let record = |outcome: Outcome| {
+        frontier::record(
+            snapshot,
+            st,
+            &outcome,
+            started,
+            plan.reads_current_date,
+            &clean,
+        )
+        .map(|()| outcome)
+    };
     let Some(delta_body) = prune(&delta(&plan.body), &changed) else {
-        let outcome = Outcome::noop();
-        frontier::record(snapshot, st, &outcome, started, plan.reads_current_date)?;
-        return Ok(outcome);
+        return record(Outcome::noop());
     };
     // the change rows of each source; for the generic plans kept for small changes with a
     // LIMIT (`$4`) they never reach, for the plans' estimates (planned for a large change,
@@ -420,6 +449,5 @@ pub fn apply(st: &StreamTable, pending: &Pending, started: Instant) -> PgtResult
         updated,
         inserted,
     };
-    frontier::record(snapshot, st, &outcome, started, plan.reads_current_date)?;
-    Ok(outcome)
+    record(outcome)
 }

@@ -81,20 +81,49 @@ fn history_params(st: &StreamTable, outcome: &Outcome, started: Instant) -> Vec<
     ]
 }
 
+/// Per captured source of `st`, SQL that is true when a refresh of `st` may make change rows
+/// (or reset markers) of the source deletable: some are older than every other dependant's
+/// frontier (or `st` is its only dependant). Otherwise `record` leaves the source's cleanup
+/// out, which is most of its cost: where several stream tables read a source and are
+/// refreshed one after the other, only the last of them finds rows every one has consumed.
+pub fn cleanup_checks(st: &StreamTable) -> Vec<String> {
+    st.captured_sources
+        .iter()
+        .map(|relid| {
+            format!(
+                "(SELECT o.unrefreshed IS NOT TRUE
+                         AND (o.lowest IS NULL
+                              OR EXISTS (SELECT 1 FROM {buffer} b WHERE b.__pgt_xid < o.lowest)
+                              OR EXISTS (SELECT 1 FROM pgtrickle_changes.resets b
+                                         WHERE b.source_relid = {oid} AND b.__pgt_xid < o.lowest))
+                  FROM (SELECT bool_or(s.frontier IS NULL) AS unrefreshed,
+                               min(LEAST(pg_catalog.pg_snapshot_xmin(s.frontier), s.frontier_own_xid)) AS lowest
+                        FROM pgtrickle.pgt_dependencies d JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
+                        WHERE d.source_relid = {oid} AND d.columns IS NOT NULL
+                          AND s.pgt_id <> {pgt_id}) o)",
+                buffer = buffer_name(*relid),
+                oid = relid.to_u32(),
+                pgt_id = st.pgt_id
+            )
+        })
+        .collect()
+}
+
 /// Record the refresh in the catalog (status, mode, reason, when it last changed rows, and as
 /// new frontier the pinned snapshot with this transaction's own change rows so far), append
-/// its history row, and delete the change rows every dependant has now consumed: one
-/// statement under the pinned snapshot. The deletion bound is the oldest of the other
-/// dependants' frontiers and the one being recorded; a dependant not yet refreshed keeps
-/// everything; a refresh whose previous frontier was not the oldest deletes nothing (the bound
-/// did not move). With `reads_current_date` (the maintenance plan's), CURRENT_DATE is recorded
-/// too, else NULL.
+/// its history row, and delete the change rows every dependant has now consumed from the
+/// sources in `clean` (see `cleanup_checks`): one statement under the pinned snapshot. The
+/// deletion bound is the oldest of the other dependants' frontiers and the one being
+/// recorded; a dependant not yet refreshed keeps everything; a refresh whose previous
+/// frontier was not the oldest deletes nothing (the bound did not move). With
+/// `reads_current_date` (the maintenance plan's), CURRENT_DATE is recorded too, else NULL.
 pub fn record(
     snapshot: &PinnedSnapshot,
     st: &StreamTable,
     outcome: &Outcome,
     started: Instant,
     reads_current_date: bool,
+    clean: &[pg_sys::Oid],
 ) -> PgtResult<()> {
     let own = "pg_catalog.pg_current_xact_id_if_assigned()";
     // Change rows (and reset markers) take their sequence numbers from one sequence, and one
@@ -109,8 +138,13 @@ pub fn record(
     // refresh) was not above any other dependant's.
     let previous_lower =
         "(SELECT LEAST(pg_catalog.pg_snapshot_xmin($10::pg_catalog.pg_snapshot), $11::pg_catalog.xid8))";
-    let cleanups: String = st
+    let cleaned: Vec<pg_sys::Oid> = st
         .captured_sources
+        .iter()
+        .copied()
+        .filter(|relid| clean.contains(relid))
+        .collect();
+    let cleanups: String = cleaned
         .iter()
         .enumerate()
         .map(|(i, relid)| {
@@ -144,7 +178,7 @@ pub fn record(
         })
         .collect();
     // per source, the deletion bound when the buffer is large and left to `empty_consumed`
-    let large_bounds: String = (0..st.captured_sources.len())
+    let large_bounds: String = (0..cleaned.len())
         .map(|i| format!(", (SELECT CASE WHEN moved AND large THEN xid::text END FROM bound{i})"))
         .collect();
     let sql = format!(
@@ -176,7 +210,7 @@ pub fn record(
             .into_iter()
             .next()
             .unwrap_or_default();
-        for (relid, bound) in st.captured_sources.iter().zip(row.into_iter().skip(1)) {
+        for (relid, bound) in cleaned.iter().zip(row.into_iter().skip(1)) {
             if let Some(bound) = bound {
                 crate::cdc::empty_consumed(*relid, &bound, snapshot.standalone())?;
             }

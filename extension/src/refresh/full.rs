@@ -57,6 +57,7 @@ pub fn refresh(
         &outcome,
         started,
         plan.is_some_and(|p| p.reads_current_date),
+        &st.captured_sources,
     )?;
     Ok(outcome)
 }
