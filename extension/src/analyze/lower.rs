@@ -80,21 +80,22 @@ pub fn lower_query(text: &str) -> PgtResult<Result<Lowered, Blocker>> {
     }
 }
 
-/// Per source, per column read: whether it is declared NOT NULL (and the constraint is
-/// validated; PostgreSQL 18 also has NOT NULL constraints that are NOT VALID).
+/// Per source, per column read (in `attnos` order, one entry each): whether it is declared
+/// NOT NULL (and the constraint is validated; PostgreSQL 18 also has NOT NULL constraints that
+/// are NOT VALID).
 fn declared_not_null(sources: &[LoweredSource]) -> PgtResult<Vec<Vec<bool>>> {
     sources
         .iter()
         .map(|source| {
             Ok(crate::pg::query_one::<Vec<bool>>(
-                "SELECT array_agg(a.attnotnull
+                "SELECT array_agg(COALESCE(a.attnotnull, false)
                                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
-                                                  WHERE c.conrelid = a.attrelid AND c.contype = 'n'
+                                                  WHERE c.conrelid = $1 AND c.contype = 'n'
                                                     AND NOT c.convalidated
-                                                    AND a.attnum = ANY (c.conkey))
+                                                    AND u.attnum = ANY (c.conkey))
                                   ORDER BY u.i)
                  FROM pg_catalog.unnest($2::pg_catalog.int2[]) WITH ORDINALITY AS u(attnum, i)
-                 JOIN pg_catalog.pg_attribute a ON a.attrelid = $1 AND a.attnum = u.attnum",
+                 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = $1 AND a.attnum = u.attnum",
                 &[source.relid.into(), source.attnos.clone().into()],
             )?
             .unwrap_or_default())
