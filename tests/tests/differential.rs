@@ -128,9 +128,20 @@ fn random_changes_keep_every_shape_equal_to_its_query() {
     }
 }
 
-#[test]
-fn a_transaction_open_during_a_refresh_is_picked_up_by_the_next_one() {
-    let db = TestDb::new("differential_open_tx");
+/// `rows` new orders from id `first` on, in customer `cid` (several customers and products
+/// when there are many of them).
+fn new_orders(first: i32, rows: i32, cid: i32) -> String {
+    format!(
+        "INSERT INTO orders SELECT i, {cid} + i % 3, 1 + i % 6, 1 + i % 5, i % 90, 'new', NULL
+         FROM generate_series({first}, {first} + {rows} - 1) i"
+    )
+}
+
+/// A transaction that writes `rows` rows and stays open while another commits and a refresh
+/// runs: its rows reach the next refresh, once. With 1,500 rows the refreshes take the path of
+/// large changes (the window written with the frontier's values).
+fn open_transaction_case(name: &str, rows: i32) {
+    let db = TestDb::new(name);
     let mut client = db.connect();
     client.batch_execute(SCHEMA).expect("schema");
     let query = "SELECT cid, count(*) AS n, sum(amount) AS s FROM orders GROUP BY cid";
@@ -142,11 +153,10 @@ fn a_transaction_open_during_a_refresh_is_picked_up_by_the_next_one() {
         .expect("create");
     let mut writer = db.connect();
     let mut tx = writer.transaction().expect("begin");
-    tx.batch_execute("INSERT INTO orders VALUES (500, 1, 1, 1, 100, 'late', NULL)")
-        .expect("write");
+    tx.batch_execute(&new_orders(500, rows, 1)).expect("write");
     // a later transaction commits while the first stays open
     client
-        .batch_execute("INSERT INTO orders VALUES (501, 2, 1, 1, 7, 'early', NULL)")
+        .batch_execute(&new_orders(100_000, rows, 2))
         .expect("other write");
     refresh_and_check(&mut client, "totals", query);
     tx.commit().expect("commit the long transaction");
@@ -155,8 +165,15 @@ fn a_transaction_open_during_a_refresh_is_picked_up_by_the_next_one() {
 }
 
 #[test]
-fn a_refresh_inside_the_writing_transaction_applies_each_change_once() {
-    let db = TestDb::new("differential_same_tx");
+fn a_transaction_open_during_a_refresh_is_picked_up_by_the_next_one() {
+    open_transaction_case("differential_open_tx", 1);
+    open_transaction_case("differential_open_tx_large", 1500);
+}
+
+/// Writes and refreshes in one transaction: each refresh applies the transaction's rows up to
+/// then, the next one only those after.
+fn same_transaction_case(name: &str, rows: i32) {
+    let db = TestDb::new(name);
     let mut client = db.connect();
     client.batch_execute(SCHEMA).expect("schema");
     let query = "SELECT pid, count(*) AS n, sum(qty) AS q FROM orders GROUP BY pid";
@@ -164,23 +181,31 @@ fn a_refresh_inside_the_writing_transaction_applies_each_change_once() {
         .execute("SELECT pgtrickle.create_stream_table('per_product', $1, refresh_mode => 'DIFFERENTIAL')", &[&query])
         .expect("create");
     let mut tx = client.transaction().expect("begin");
-    tx.batch_execute(
-        "INSERT INTO orders VALUES (600, 1, 2, 5, 1, NULL, NULL);
+    tx.batch_execute(&format!(
+        "{};
          SELECT pgtrickle.refresh_stream_table('per_product');",
-    )
+        new_orders(600, rows, 1)
+    ))
     .expect("write and refresh in one transaction");
     assert_oracle(&mut tx, "per_product", query);
-    tx.batch_execute(
-        "INSERT INTO orders VALUES (601, 1, 2, 5, 1, NULL, NULL);
-         DELETE FROM orders WHERE id = 1;
+    tx.batch_execute(&format!(
+        "{};
+         DELETE FROM orders WHERE id = 1 OR id BETWEEN 600 AND 600 + {rows} / 2;
          SELECT pgtrickle.refresh_stream_table('per_product');",
-    )
+        new_orders(200_000, rows, 1)
+    ))
     .expect("more writes and a second refresh");
     assert_oracle(&mut tx, "per_product", query);
-    tx.batch_execute("INSERT INTO orders VALUES (602, 1, 2, 5, 1, NULL, NULL)")
+    tx.batch_execute(&new_orders(300_000, rows, 1))
         .expect("third write");
     tx.commit().expect("commit");
     refresh_and_check(&mut client, "per_product", query);
+}
+
+#[test]
+fn a_refresh_inside_the_writing_transaction_applies_each_change_once() {
+    same_transaction_case("differential_same_tx", 1);
+    same_transaction_case("differential_same_tx_large", 1500);
 }
 
 #[test]
