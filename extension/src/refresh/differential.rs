@@ -108,9 +108,7 @@ struct SourcePending {
 
 /// Per captured source of `st`, in order: its change rows after `previous` (counted up to
 /// `count_limit`, so that 1 asks only whether there are any), whether it was reset, and with
-/// `cleanup` whether a refresh may make change rows deletable. That last check reads the
-/// whole buffer when it finds nothing, so a source whose count reaches `count_limit` is taken
-/// to be cleanable without it (the record statement then decides, as it always did).
+/// `cleanup` whether a refresh may make change rows deletable.
 fn pending(
     snapshot: &PinnedSnapshot,
     st: &StreamTable,
@@ -124,39 +122,32 @@ fn pending(
     } else {
         vec!["true".to_string(); st.captured_sources.len()]
     };
-    // one single-row sub-select per source; the cleanup check is an InitPlan, run only when
-    // its CASE branch is taken
-    let per_source: Vec<String> = st
+    let checks: Vec<String> = st
         .captured_sources
         .iter()
         .zip(cleanable)
-        .enumerate()
-        .map(|(i, (relid, cleanable))| {
-            format!(
-                "(SELECT c.n,
-                         EXISTS (SELECT 1 FROM pgtrickle_changes.resets b
-                                 WHERE b.source_relid = {oid} AND {window}) AS reset,
-                         CASE WHEN c.n >= {count_limit} THEN true ELSE {cleanable} END AS cleanable
-                  FROM (SELECT count(*) AS n
-                        FROM (SELECT 1 FROM {buffer} b WHERE {window} LIMIT {count_limit}) x) c) s{i}",
-                buffer = buffer_name(*relid),
-                oid = relid.to_u32()
-            )
+        .flat_map(|(relid, cleanable)| {
+            let buffer = buffer_name(*relid);
+            [
+                format!(
+                    "(SELECT count(*) FROM (SELECT 1 FROM {buffer} b WHERE {window} LIMIT {count_limit}) c)"
+                ),
+                format!(
+                    "EXISTS (SELECT 1 FROM pgtrickle_changes.resets b WHERE b.source_relid = {} AND {window})",
+                    relid.to_u32()
+                ),
+                cleanable,
+            ]
         })
         .collect();
-    if per_source.is_empty() {
+    if checks.is_empty() {
         return Ok(Vec::new());
     }
-    let columns: Vec<String> = (0..per_source.len())
-        .map(|i| format!("s{i}.n, s{i}.reset, s{i}.cleanable"))
-        .collect();
-    let sql = format!(
-        "SELECT {} FROM {}",
-        columns.join(", "),
-        per_source.join(", ")
-    );
     let row = snapshot
-        .query(&sql, &frontier::window_params(previous)?)?
+        .query(
+            &format!("SELECT {}", checks.join(", ")),
+            &frontier::window_params(previous)?,
+        )?
         .into_iter()
         .next()
         .unwrap_or_default();
