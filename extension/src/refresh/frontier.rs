@@ -81,11 +81,25 @@ fn history_params(st: &StreamTable, outcome: &Outcome, started: Instant) -> Vec<
     ]
 }
 
+/// The other dependants of source `relid` (than stream table `pgt_id`, SQL), as one row:
+/// whether one was never refreshed (it keeps everything), and the oldest of their frontiers.
+fn other_frontiers(relid: pg_sys::Oid, pgt_id: &str) -> String {
+    format!(
+        "SELECT bool_or(s.frontier IS NULL) AS unrefreshed,
+                min(LEAST(pg_catalog.pg_snapshot_xmin(s.frontier), s.frontier_own_xid)) AS lowest
+         FROM pgtrickle.pgt_dependencies d JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
+         WHERE d.source_relid = {} AND d.columns IS NOT NULL AND s.pgt_id <> {pgt_id}",
+        relid.to_u32()
+    )
+}
+
 /// Per captured source of `st`, SQL that is true when a refresh of `st` may make change rows
-/// (or reset markers) of the source deletable: some are older than every other dependant's
-/// frontier (or `st` is its only dependant). Otherwise `record` leaves the source's cleanup
-/// out, which is most of its cost: where several stream tables read a source and are
-/// refreshed one after the other, only the last of them finds rows every one has consumed.
+/// (or reset markers) of the source deletable: `st` is its only dependant, or its previous
+/// frontier (`$1` snapshot, `$2` own transaction, as in `window_params`) was the oldest and
+/// some rows are older than every other dependant's frontier. Otherwise `record` leaves the
+/// source's cleanup out, which is most of its cost: where several stream tables read a source
+/// and are refreshed one after the other, only the last of them finds rows every one has
+/// consumed, and a refresh that does not move the oldest frontier reads no buffer for it.
 pub fn cleanup_checks(st: &StreamTable) -> Vec<String> {
     st.captured_sources
         .iter()
@@ -93,17 +107,14 @@ pub fn cleanup_checks(st: &StreamTable) -> Vec<String> {
             format!(
                 "(SELECT o.unrefreshed IS NOT TRUE
                          AND (o.lowest IS NULL
-                              OR EXISTS (SELECT 1 FROM {buffer} b WHERE b.__pgt_xid < o.lowest)
-                              OR EXISTS (SELECT 1 FROM pgtrickle_changes.resets b
-                                         WHERE b.source_relid = {oid} AND b.__pgt_xid < o.lowest))
-                  FROM (SELECT bool_or(s.frontier IS NULL) AS unrefreshed,
-                               min(LEAST(pg_catalog.pg_snapshot_xmin(s.frontier), s.frontier_own_xid)) AS lowest
-                        FROM pgtrickle.pgt_dependencies d JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
-                        WHERE d.source_relid = {oid} AND d.columns IS NOT NULL
-                          AND s.pgt_id <> {pgt_id}) o)",
+                              OR LEAST(pg_catalog.pg_snapshot_xmin($1), $2) <= o.lowest
+                                 AND (EXISTS (SELECT 1 FROM {buffer} b WHERE b.__pgt_xid < o.lowest)
+                                      OR EXISTS (SELECT 1 FROM pgtrickle_changes.resets b
+                                                 WHERE b.source_relid = {oid} AND b.__pgt_xid < o.lowest)))
+                  FROM ({others}) o)",
                 buffer = buffer_name(*relid),
                 oid = relid.to_u32(),
-                pgt_id = st.pgt_id
+                others = other_frontiers(*relid, &st.pgt_id.to_string())
             )
         })
         .collect()
@@ -148,13 +159,9 @@ pub fn record(
         .iter()
         .enumerate()
         .map(|(i, relid)| {
-            // the other dependants' frontiers, read once: whether one was never refreshed
-            // (it keeps everything), and the oldest
+            // the other dependants' frontiers, read once
             format!(
-                ",\nothers{i} AS (SELECT bool_or(s.frontier IS NULL) AS unrefreshed,
-                     min(LEAST(pg_catalog.pg_snapshot_xmin(s.frontier), s.frontier_own_xid)) AS lowest
-                   FROM pgtrickle.pgt_dependencies d JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)
-                   WHERE d.source_relid = {oid} AND d.columns IS NOT NULL AND s.pgt_id <> $1),
+                ",\nothers{i} AS ({others}),
                  bound{i} AS (SELECT CASE WHEN o.unrefreshed THEN NULL
                      ELSE LEAST(o.lowest,
                                 (SELECT LEAST(pg_catalog.pg_snapshot_xmin(r.frontier), r.frontier_own_xid) FROM rec r))
@@ -173,7 +180,8 @@ pub fn record(
                                WHERE (SELECT moved FROM bound{i}) AND b.source_relid = {oid}
                                  AND b.__pgt_xid < (SELECT xid FROM bound{i}))",
                 buffer = buffer_name(*relid),
-                oid = relid.to_u32()
+                oid = relid.to_u32(),
+                others = other_frontiers(*relid, "$1")
             )
         })
         .collect();
