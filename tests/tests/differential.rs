@@ -139,7 +139,7 @@ fn new_orders(first: i32, rows: i32, cid: i32) -> String {
 
 /// A transaction that writes `rows` rows and stays open while another commits and a refresh
 /// runs: its rows reach the next refresh, once. With 1,500 rows the refreshes take the path of
-/// large changes (the window written with the frontier's values).
+/// large changes (statements planned for their size).
 fn open_transaction_case(name: &str, rows: i32) {
     let db = TestDb::new(name);
     let mut client = db.connect();

@@ -22,8 +22,13 @@ impl Algebraic {
     /// Whether aggregate `j` counts every row of its group: COUNT(*), or a SUM or AVG of a value
     /// that is never NULL, without FILTER. Its `n` is then the group's row count.
     pub(super) fn n_is_row_count(&self, j: usize) -> bool {
-        let agg = &self.aggs[j];
-        self.counts_rows(j) || (agg.kind.has_sum() && agg.arg_not_null && agg.filter.is_none())
+        self.counts_rows(j) || (self.unfiltered_sum(j) && self.aggs[j].arg_not_null)
+    }
+
+    /// Whether aggregate `j` is a SUM or AVG without FILTER: it counts every row its argument
+    /// is not NULL in.
+    fn unfiltered_sum(&self, j: usize) -> bool {
+        self.aggs[j].kind.has_sum() && self.aggs[j].filter.is_none()
     }
 
     /// The output column that is exactly an unfiltered COUNT(*): it holds the group's row
@@ -120,8 +125,7 @@ impl Algebraic {
         present: &[String],
     ) -> Vec<(String, String)> {
         (0..self.aggs.len())
-            .filter(|&j| self.stores_n(j) && !present.contains(&n_col(j)))
-            .filter(|&j| self.aggs[j].kind.has_sum() && self.aggs[j].filter.is_none())
+            .filter(|&j| self.stores_n(j) && self.unfiltered_sum(j) && !present.contains(&n_col(j)))
             .map(|j| (n_col(j), self.count_column(plan)))
             .collect()
     }
